@@ -1,0 +1,148 @@
+"""One function per roster command: load the directory stream, authorise, decide, append."""
+
+from __future__ import annotations
+
+from shared.commands import CommandRouter, Forbidden, UnitOfWork
+from shared.contracts import roster as ev
+from shared.directory import Directory
+from services.roster import commands as c
+from services.roster.domain import DepartmentDirectory
+
+router = CommandRouter()
+
+
+async def _load(uow: UnitOfWork) -> tuple[DepartmentDirectory, int]:
+    events, version = await uow.load(ev.directory_stream(uow.tenant))
+    return DepartmentDirectory.from_events(events), version
+
+
+async def _save(uow: UnitOfWork, version: int, events: list) -> dict:
+    await uow.append(ev.directory_stream(uow.tenant), version, events)
+    return {"events": [e.event_type for e in events]}
+
+
+async def _require_directory_manager(uow: UnitOfWork) -> None:
+    """The IT team (admin scope) and the Chief of Office keep the directory."""
+    if uow.identity.is_admin:
+        return
+    actor = await Directory(uow.conn, uow.tenant).person(uow.identity.person_id)
+    if actor is None or "chief_of_office" not in actor.roles:
+        raise Forbidden(
+            "Chỉ Chánh Văn phòng hoặc Tổ CNTT được thay đổi danh bạ tổ chức.",
+            "Only the Chief of Office or the IT team may change the directory.",
+        )
+
+
+async def _require_director(uow: UnitOfWork) -> None:
+    if uow.identity.is_admin:
+        return
+    actor = await Directory(uow.conn, uow.tenant).person(uow.identity.person_id)
+    if actor is None or not actor.is_director:
+        raise Forbidden(
+            "Chỉ Giám đốc Sở được ban hành hoặc kết thúc kế hoạch.",
+            "Only the Director may activate or end a plan.",
+        )
+
+
+@router.command(c.ImportDepartment)
+async def import_department(cmd: c.ImportDepartment, uow: UnitOfWork) -> dict:
+    """Bring the directory in line with a department file; unchanged entries add no events."""
+    await _require_directory_manager(uow)
+    directory, version = await _load(uow)
+    return await _save(uow, version, directory.import_department(cmd))
+
+
+@router.command(c.AddPerson)
+async def add_person(cmd: c.AddPerson, uow: UnitOfWork) -> dict:
+    await _require_directory_manager(uow)
+    directory, version = await _load(uow)
+    return await _save(uow, version, directory.add_person(ev.PersonAdded(**cmd.model_dump())))
+
+
+@router.command(c.ChangeRoles)
+async def change_roles(cmd: c.ChangeRoles, uow: UnitOfWork) -> dict:
+    await _require_directory_manager(uow)
+    directory, version = await _load(uow)
+    return await _save(uow, version, directory.change_roles(cmd.person_id, cmd.roles))
+
+
+@router.command(c.MovePerson)
+async def move_person(cmd: c.MovePerson, uow: UnitOfWork) -> dict:
+    await _require_directory_manager(uow)
+    directory, version = await _load(uow)
+    return await _save(uow, version, directory.move_person(cmd.person_id, cmd.division_id))
+
+
+@router.command(c.RemovePerson)
+async def remove_person(cmd: c.RemovePerson, uow: UnitOfWork) -> dict:
+    await _require_directory_manager(uow)
+    directory, version = await _load(uow)
+    return await _save(uow, version, directory.remove_person(cmd.person_id))
+
+
+@router.command(c.RegisterSigningKey)
+async def register_signing_key(cmd: c.RegisterSigningKey, uow: UnitOfWork) -> dict:
+    """A person registers their own public key (or the IT team does it for them)."""
+    if not uow.identity.is_admin and uow.identity.person_id != cmd.person_id:
+        raise Forbidden(
+            "Chỉ chính người đó được đăng ký khóa ký số của mình.",
+            "Only the person themselves may register their signing key.",
+        )
+    directory, version = await _load(uow)
+    return await _save(
+        uow, version, directory.register_signing_key(cmd.person_id, cmd.key_id, cmd.public_key)
+    )
+
+
+@router.command(c.DesignateActingHead)
+async def designate_acting_head(cmd: c.DesignateActingHead, uow: UnitOfWork) -> dict:
+    """The division head (or the Director) lets a deputy act for the head for a period."""
+    if not uow.identity.is_admin:
+        actor = await Directory(uow.conn, uow.tenant).person(uow.identity.person_id)
+        allowed = actor is not None and (
+            actor.is_director or (actor.heads_division and actor.division_id == cmd.division_id)
+        )
+        if not allowed:
+            raise Forbidden(
+                "Chỉ trưởng phòng đó hoặc Giám đốc Sở được giao quyền trưởng phòng.",
+                "Only that division's head or the Director may designate an acting head.",
+            )
+    directory, version = await _load(uow)
+    return await _save(
+        uow, version,
+        directory.designate_acting_head(cmd.division_id, cmd.person_id, cmd.valid_from, cmd.valid_until),
+    )
+
+
+@router.command(c.ActivatePlan)
+async def activate_plan(cmd: c.ActivatePlan, uow: UnitOfWork) -> dict:
+    await _require_director(uow)
+    directory, version = await _load(uow)
+    return await _save(uow, version, directory.activate_plan(ev.PlanActivated(**cmd.model_dump())))
+
+
+@router.command(c.EndPlan)
+async def end_plan(cmd: c.EndPlan, uow: UnitOfWork) -> dict:
+    await _require_director(uow)
+    directory, version = await _load(uow)
+    return await _save(uow, version, directory.end_plan(cmd.plan_id, cmd.effective_until))
+
+
+@router.query(c.GetDirectory)
+async def get_directory(q: c.GetDirectory, uow: UnitOfWork) -> dict:
+    """Anyone in the department may read its directory."""
+    directory = Directory(uow.conn, uow.tenant)
+    department = await directory.department()
+    return {
+        "department": dict(department) if department else None,
+        "divisions": [dict(d) for d in await directory.divisions()],
+        "people": [
+            {**p.__dict__, "roles": sorted(p.roles)} for p in await directory.people(q.division_id)
+        ],
+    }
+
+
+@router.query(c.GetPlans)
+async def get_plans(q: c.GetPlans, uow: UnitOfWork) -> list[dict]:
+    plans = await Directory(uow.conn, uow.tenant).plans()
+    return [{**p.__dict__, "holidays": sorted(p.holidays)} for p in plans]

@@ -1,0 +1,1 @@
+"""Mechanisms every service shares: event contracts, event store, outbox relay, inbox, commands."""

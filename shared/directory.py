@@ -1,0 +1,218 @@
+"""The organisation directory as every service sees it: a projection of roster's events.
+
+Roster feeds it from its own event store; other services from their subscription to
+roster's events. Reads go through `Directory`, which answers the organisational questions
+authorisation needs (who heads a division, who acts for the head, who leads the department).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import asyncpg
+
+from shared.contracts import roster as ev
+from shared.projection import Projection
+
+MIGRATIONS = Path(__file__).with_name("sql") / "directory"
+TABLES = (
+    "dir_departments", "dir_divisions", "dir_people", "dir_signing_keys", "dir_acting_heads",
+    "dir_plans",
+)
+
+
+@dataclass(frozen=True)
+class Person:
+    person_id: str
+    full_name: str
+    email: str
+    division_id: str
+    roles: frozenset[str]
+    locale: str
+    active: bool
+
+    @property
+    def is_leader(self) -> bool:
+        return bool(self.roles & ev.LEADER_ROLES)
+
+    @property
+    def is_director(self) -> bool:
+        return "director" in self.roles
+
+    @property
+    def heads_division(self) -> bool:
+        return bool(self.roles & {"division_head", "chief_of_office"})
+
+
+@dataclass(frozen=True)
+class Plan:
+    plan_id: str
+    title: str
+    effective_from: date
+    effective_until: date | None
+    holidays: frozenset[date]
+
+    def covers(self, day: date) -> bool:
+        return self.effective_from <= day and (self.effective_until is None or day <= self.effective_until)
+
+    def is_working_day(self, day: date) -> bool:
+        return self.covers(day) and day.weekday() < 5 and day not in self.holidays
+
+
+def _person(row: asyncpg.Record) -> Person:
+    return Person(
+        row["person_id"], row["full_name"], row["email"], row["division_id"],
+        frozenset(row["roles"]), row["locale"], row["active"],
+    )
+
+
+class Directory:
+    def __init__(self, conn: asyncpg.Connection, tenant: str) -> None:
+        self.conn = conn
+        self.tenant = tenant
+
+    async def department(self) -> asyncpg.Record | None:
+        return await self.conn.fetchrow("SELECT * FROM dir_departments WHERE tenant = $1", self.tenant)
+
+    async def person(self, person_id: str) -> Person | None:
+        row = await self.conn.fetchrow(
+            "SELECT * FROM dir_people WHERE tenant = $1 AND person_id = $2", self.tenant, person_id
+        )
+        return _person(row) if row else None
+
+    async def people(self, division_id: str | None = None) -> list[Person]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM dir_people WHERE tenant = $1 AND active "
+            "AND ($2::text IS NULL OR division_id = $2) ORDER BY person_id",
+            self.tenant, division_id,
+        )
+        return [_person(r) for r in rows]
+
+    async def divisions(self) -> list[asyncpg.Record]:
+        return await self.conn.fetch(
+            "SELECT * FROM dir_divisions WHERE tenant = $1 ORDER BY division_id", self.tenant
+        )
+
+    async def division(self, division_id: str) -> asyncpg.Record | None:
+        return await self.conn.fetchrow(
+            "SELECT * FROM dir_divisions WHERE tenant = $1 AND division_id = $2",
+            self.tenant, division_id,
+        )
+
+    async def acts_for_head(self, person_id: str, division_id: str, on: date) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                "SELECT 1 FROM dir_acting_heads WHERE tenant = $1 AND division_id = $2 "
+                "AND person_id = $3 AND valid_from <= $4 AND $4 <= valid_until",
+                self.tenant, division_id, person_id, on,
+            )
+        )
+
+    async def public_key(self, key_id: str) -> tuple[str, str] | None:
+        row = await self.conn.fetchrow(
+            "SELECT person_id, public_key FROM dir_signing_keys WHERE tenant = $1 AND key_id = $2",
+            self.tenant, key_id,
+        )
+        return (row["person_id"], row["public_key"]) if row else None
+
+    async def plans(self) -> list[Plan]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM dir_plans WHERE tenant = $1 ORDER BY effective_from", self.tenant
+        )
+        return [
+            Plan(r["plan_id"], r["title"], r["effective_from"], r["effective_until"],
+                 frozenset(r["holidays"]))
+            for r in rows
+        ]
+
+
+def directory_projection(source: str = "own") -> Projection:
+    projection = Projection("directory", TABLES, source)
+
+    @projection.on(ev.DepartmentRegistered)
+    async def _department(conn, env, e: ev.DepartmentRegistered) -> None:
+        await conn.execute(
+            "INSERT INTO dir_departments (tenant, name, symbol) VALUES ($1, $2, $3) "
+            "ON CONFLICT (tenant) DO UPDATE SET name = EXCLUDED.name, symbol = EXCLUDED.symbol",
+            env.tenant, e.name, e.symbol,
+        )
+
+    @projection.on(ev.DivisionCreated)
+    async def _division(conn, env, e: ev.DivisionCreated) -> None:
+        await conn.execute(
+            "INSERT INTO dir_divisions (tenant, division_id, name, kind) VALUES ($1, $2, $3, $4)",
+            env.tenant, e.division_id, e.name, e.kind,
+        )
+
+    @projection.on(ev.DivisionRenamed)
+    async def _renamed(conn, env, e: ev.DivisionRenamed) -> None:
+        await conn.execute(
+            "UPDATE dir_divisions SET name = $3 WHERE tenant = $1 AND division_id = $2",
+            env.tenant, e.division_id, e.name,
+        )
+
+    @projection.on(ev.PersonAdded)
+    async def _person_added(conn, env, e: ev.PersonAdded) -> None:
+        await conn.execute(
+            "INSERT INTO dir_people (tenant, person_id, full_name, email, division_id, roles, locale) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            env.tenant, e.person_id, e.full_name, e.email, e.division_id, list(e.roles), e.locale,
+        )
+
+    @projection.on(ev.PersonRolesChanged)
+    async def _roles(conn, env, e: ev.PersonRolesChanged) -> None:
+        await conn.execute(
+            "UPDATE dir_people SET roles = $3 WHERE tenant = $1 AND person_id = $2",
+            env.tenant, e.person_id, list(e.roles),
+        )
+
+    @projection.on(ev.PersonMoved)
+    async def _moved(conn, env, e: ev.PersonMoved) -> None:
+        await conn.execute(
+            "UPDATE dir_people SET division_id = $3 WHERE tenant = $1 AND person_id = $2",
+            env.tenant, e.person_id, e.division_id,
+        )
+
+    @projection.on(ev.PersonRemoved)
+    async def _removed(conn, env, e: ev.PersonRemoved) -> None:
+        await conn.execute(
+            "UPDATE dir_people SET active = false WHERE tenant = $1 AND person_id = $2",
+            env.tenant, e.person_id,
+        )
+
+    @projection.on(ev.SigningKeyRegistered)
+    async def _key(conn, env, e: ev.SigningKeyRegistered) -> None:
+        await conn.execute(
+            "INSERT INTO dir_signing_keys (tenant, key_id, person_id, public_key) VALUES ($1, $2, $3, $4)",
+            env.tenant, e.key_id, e.person_id, e.public_key,
+        )
+
+    @projection.on(ev.ActingHeadDesignated)
+    async def _acting(conn, env, e: ev.ActingHeadDesignated) -> None:
+        await conn.execute(
+            "INSERT INTO dir_acting_heads (tenant, division_id, person_id, valid_from, valid_until) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            env.tenant, e.division_id, e.person_id, e.valid_from, e.valid_until,
+        )
+
+    @projection.on(ev.PlanActivated)
+    async def _plan(conn, env, e: ev.PlanActivated) -> None:
+        await conn.execute(
+            "INSERT INTO dir_plans (tenant, plan_id, title, effective_from, effective_until, "
+            "sessions, holidays, onsite_rules) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            env.tenant, e.plan_id, e.title, e.effective_from, e.effective_until,
+            json.dumps([s.model_dump(mode="json") for s in e.sessions]), list(e.holidays),
+            json.dumps(list(e.onsite_rules), ensure_ascii=False),
+        )
+
+    @projection.on(ev.PlanEnded)
+    async def _plan_ended(conn, env, e: ev.PlanEnded) -> None:
+        await conn.execute(
+            "UPDATE dir_plans SET effective_until = $3 WHERE tenant = $1 AND plan_id = $2",
+            env.tenant, e.plan_id, e.effective_until,
+        )
+
+    return projection

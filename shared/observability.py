@@ -1,0 +1,79 @@
+"""structlog JSON logs stamped with trace/span ids, and OpenTelemetry tracing exported over OTLP.
+
+Tracing exports only when the standard OTEL_* variables ask for it; otherwise spans are still
+created (so trace ids reach logs and event envelopes) but go nowhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+_provider: TracerProvider | None = None
+
+
+def _add_trace_ids(_, __, event_dict):
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict["trace_id"] = format(ctx.trace_id, "032x")
+        event_dict["span_id"] = format(ctx.span_id, "016x")
+    return event_dict
+
+
+def configure_logging(service: str, level: str | None = None) -> None:
+    level_name = (level or os.environ.get("WFH_LOG_LEVEL", "INFO")).upper()
+    logging.basicConfig(stream=sys.stderr, level=level_name, format="%(message)s")
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _add_trace_ids,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level_name, 20)),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def tracer_provider(service: str) -> TracerProvider:
+    """The process's tracer provider, created once; exports over OTLP/HTTP when configured."""
+    global _provider
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current
+    if _provider is None:
+        name = os.environ.get("OTEL_SERVICE_NAME", f"wfh-{service}")
+        _provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        ):
+            if os.environ.get("OTEL_TRACES_EXPORTER", "otlp") != "none":
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+                _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(_provider)
+        _instrument_asyncpg()
+    return _provider
+
+
+def _instrument_asyncpg() -> None:
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    instrumentor = AsyncPGInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
+
+
+def get_logger(name: str = "wfh"):
+    return structlog.get_logger(name)

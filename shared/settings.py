@@ -1,0 +1,64 @@
+"""One settings object per service, read from the environment, with defaults for a developer machine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    service: str
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = ""
+    # Prefix of every exchange and queue name: lets test runs and deployments share a broker.
+    namespace: str = "wfh"
+    jwt_public_key_pem: bytes = b""
+    jwt_issuer: str = "wfh-dev-idp"
+    relay_batch_size: int = 500
+    relay_poll_seconds: float = 1.0
+    consumer_prefetch: int = 100
+    handler_attempts: int = 5
+    command_timeout_seconds: float = 10.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dead-letters"
+
+    @property
+    def command_queue(self) -> str:
+        return command_queue(self.namespace, self.service)
+
+    @classmethod
+    def from_env(cls, service: str) -> Settings:
+        key_pem = os.environ.get("WFH_JWT_PUBLIC_KEY", "").encode()
+        key_file = os.environ.get("WFH_JWT_PUBLIC_KEY_FILE")
+        if not key_pem and key_file and Path(key_file).exists():
+            key_pem = Path(key_file).read_bytes()
+        upper = service.upper()
+        return cls(
+            service=service,
+            amqp_url=_env("WFH_AMQP_URL", cls.amqp_url),
+            database_url=os.environ.get(f"WFH_{upper}_DATABASE_URL")
+            or _env("WFH_DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/wfh_{service}"),
+            namespace=_env("WFH_NAMESPACE", cls.namespace),
+            jwt_public_key_pem=key_pem,
+            jwt_issuer=_env("WFH_JWT_ISSUER", cls.jwt_issuer),
+            relay_batch_size=int(_env("WFH_RELAY_BATCH_SIZE", str(cls.relay_batch_size))),
+            consumer_prefetch=int(_env("WFH_CONSUMER_PREFETCH", str(cls.consumer_prefetch))),
+            handler_attempts=int(_env("WFH_HANDLER_ATTEMPTS", str(cls.handler_attempts))),
+        )
+
+
+def command_queue(namespace: str, service: str) -> str:
+    return f"{namespace}.{service}.commands"

@@ -1,0 +1,106 @@
+"""Fixtures shared by every test: an isolated namespace and databases per test, real services."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import aio_pika
+import pytest
+
+from shared import topology
+from shared.auth import ADMIN_SCOPE, DevIdentityProvider
+from shared.client import CommandClient
+from shared.migrations import drop_database
+from shared.runtime import ServiceDefinition, ServiceRuntime
+from shared.settings import Settings
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+PG_URL = "postgresql://postgres@127.0.0.1:5432"
+TENANT = "so-tttt-thanhhoa"
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def idp() -> DevIdentityProvider:
+    return DevIdentityProvider.generate()
+
+
+class System:
+    """One test's private world: its own exchange/queue names and one database per service."""
+
+    def __init__(self, run_id: str, idp: DevIdentityProvider) -> None:
+        self.namespace = f"t{run_id}{uuid.uuid4().hex[:6]}"
+        self.idp = idp
+        self.runtimes: dict[str, ServiceRuntime] = {}
+        self.databases: list[str] = []
+        self._client: CommandClient | None = None
+
+    def settings(self, service: str, **overrides) -> Settings:
+        url = f"{PG_URL}/{self.namespace}_{service}"
+        if url not in self.databases:
+            self.databases.append(url)
+        return Settings(
+            service=service,
+            amqp_url=AMQP_URL,
+            database_url=url,
+            namespace=self.namespace,
+            jwt_public_key_pem=self.idp.public_key_pem,
+            jwt_issuer=self.idp.issuer,
+            relay_poll_seconds=0.2,
+            **overrides,
+        )
+
+    async def start(self, definition: ServiceDefinition, **overrides) -> ServiceRuntime:
+        runtime = ServiceRuntime(definition, self.settings(definition.name, **overrides))
+        self.runtimes[definition.name] = runtime  # registered first: a failed start is still stopped
+        await runtime.start()
+        return runtime
+
+    async def client(self) -> CommandClient:
+        if self._client is None:
+            self._client = CommandClient(AMQP_URL, self.namespace)
+            await self._client.__aenter__()
+        return self._client
+
+    def token(self, person_id: str, **kw) -> str:
+        return self.idp.mint(person_id, TENANT, **kw)
+
+    def admin_token(self) -> str:
+        return self.idp.mint("it-admin", TENANT, scopes=(ADMIN_SCOPE,))
+
+    async def send(self, service: str, command_type: str, payload: dict | None = None, *,
+                   as_person: str | None = None, token: str | None = None, **kw):
+        client = await self.client()
+        if token is None:
+            token = self.admin_token() if as_person is None else self.token(as_person)
+        return await client.send(service, command_type, payload or {}, tenant=TENANT, token=token, **kw)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.__aexit__(None, None, None)
+        for runtime in self.runtimes.values():
+            await runtime.stop()
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            await topology.delete(await connection.channel(), self.namespace)
+        for url in self.databases:
+            await drop_database(url)
+
+
+@pytest.fixture
+async def system(run_id, idp) -> AsyncIterator[System]:
+    world = System(run_id, idp)
+    try:
+        yield world
+    finally:
+        await world.close()
+
+
+@pytest.fixture
+def make_system(run_id, idp) -> Callable[[], System]:
+    return lambda: System(run_id, idp)
