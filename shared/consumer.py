@@ -105,7 +105,9 @@ class EventConsumer:
         self.applied = 0
         self.duplicates = 0
 
-    def register(self, broker: RabbitBroker, prefetch: int) -> None:
+    def register(self, broker: RabbitBroker) -> None:
+        """Subscribe with prefetch 1: aio-pika runs every delivered message as its own task, so
+        a larger prefetch would apply a stream's events concurrently and out of order."""
         from faststream.rabbit.schemas import Channel
 
         queue = RabbitQueue(
@@ -119,7 +121,7 @@ class EventConsumer:
             queue,
             ack_policy=AckPolicy.MANUAL,
             no_reply=True,
-            channel=Channel(prefetch_count=prefetch),
+            channel=Channel(prefetch_count=1),
             title=self.queue,
             description=f"{self.subscription.service} consumes {', '.join(self.subscription.routing_keys)}",
         )

@@ -99,7 +99,7 @@ class ServiceRuntime:
                 settings.namespace, sub, projection, self._get_pool, dead_letters,
                 attempts=settings.handler_attempts,
             )
-            consumer.register(self.broker, settings.consumer_prefetch)
+            consumer.register(self.broker)
             self.consumers.append(consumer)
         await self.broker.start()
 

@@ -104,3 +104,18 @@ async def system(run_id, idp) -> AsyncIterator[System]:
 @pytest.fixture
 def make_system(run_id, idp) -> Callable[[], System]:
     return lambda: System(run_id, idp)
+
+
+async def eventually(check, timeout: float = 10.0, interval: float = 0.05):
+    """Poll `check` (async, returns a truthy value when done) until it holds or time runs out."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(interval)

@@ -1,0 +1,1 @@
+"""The leave service: leave applications, their approval by the division head, entitlements."""
