@@ -50,7 +50,8 @@ def tracer_provider(service: str) -> TracerProvider:
     """The process's tracer provider, created once; exports over OTLP/HTTP when configured."""
     global _provider
     current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
+    if isinstance(current, TracerProvider):  # set up by the host (tests set an in-memory one)
+        _instrument_asyncpg()
         return current
     if _provider is None:
         name = os.environ.get("OTEL_SERVICE_NAME", f"wfh-{service}")

@@ -76,7 +76,8 @@ class ServiceRuntime:
         self.pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=8)
         self._connection = await aio_pika.connect_robust(settings.amqp_url)
         channel = await self._connection.channel(publisher_confirms=True)
-        await topology.declare(channel, settings.namespace)
+        if settings.declare_topology:
+            await topology.declare(channel, settings.namespace)
         dead_letters = DeadLetters(channel, settings.dead_letter_exchange)
 
         self.broker = RabbitBroker(

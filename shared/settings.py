@@ -25,6 +25,9 @@ class Settings:
     consumer_prefetch: int = 100
     handler_attempts: int = 5
     command_timeout_seconds: float = 10.0
+    # Off where an administrator provisions the broker (least-privilege users cannot declare
+    # other services' queues); the definitions then come from `python -m ops.broker_definitions`.
+    declare_topology: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -57,6 +60,7 @@ class Settings:
             relay_batch_size=int(_env("WFH_RELAY_BATCH_SIZE", str(cls.relay_batch_size))),
             consumer_prefetch=int(_env("WFH_CONSUMER_PREFETCH", str(cls.consumer_prefetch))),
             handler_attempts=int(_env("WFH_HANDLER_ATTEMPTS", str(cls.handler_attempts))),
+            declare_topology=_env("WFH_DECLARE_TOPOLOGY", "true").lower() not in ("0", "false", "no"),
         )
 
 

@@ -1,0 +1,152 @@
+"""`make run`: the services as separate processes under a supervisor, the demo department loaded.
+
+A crashed service is restarted (with backoff); Ctrl-C stops every service cleanly.
+Logs go to .run/logs/<service>.log; the development identity provider's keys to .run/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ops.demo import DemoError, load_department, play_demo_day
+from ops.preflight import problems, HOW_TO_START
+from shared.auth import DevIdentityProvider
+from shared.client import CommandClient
+from shared.settings import Settings
+
+ROOT = Path(__file__).parents[1]
+RUN_DIR = ROOT / ".run"
+SERVICES = ("roster", "leave")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+class Supervised:
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.env = env
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self.stopping = False
+        self.log_path = RUN_DIR / "logs" / f"{name}.log"
+
+    async def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", f"services.{self.name}", cwd=ROOT, env=self.env,
+            stdout=log, stderr=log,
+        )
+
+    async def watch(self) -> None:
+        """Restart the service whenever it dies, unless we are stopping."""
+        while not self.stopping:
+            assert self.process is not None
+            code = await self.process.wait()
+            if self.stopping:
+                return
+            self.restarts += 1
+            delay = min(2 ** self.restarts, 30)
+            say(f"  ! {self.name} exited with code {code}; restarting in {delay}s "
+                f"(see {self.log_path.relative_to(ROOT)})")
+            await asyncio.sleep(delay)
+            if not self.stopping:
+                await self.start()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self.process and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 15)
+            except TimeoutError:
+                self.process.kill()
+
+
+async def wait_until_answering(client: CommandClient, tenant: str, token: str) -> None:
+    probes = {"roster": "GetPlans", "leave": "GetLeaveBalance"}
+    deadline = time.monotonic() + 60
+    for service, query in probes.items():
+        while True:
+            try:
+                await client.send(service, query, {}, tenant=tenant, token=token, timeout=2)
+                say(f"  ✓ {service} answers")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service} did not answer within 60 s") from None
+                await asyncio.sleep(0.5)
+
+
+async def main() -> int:
+    say("Checking RabbitMQ and PostgreSQL…")
+    found = await problems()
+    if found:
+        for problem in found:
+            say(f"  ✗ {problem}")
+        say(HOW_TO_START)
+        return 1
+    say("  ✓ both answer")
+
+    idp = DevIdentityProvider.load_or_create(RUN_DIR / "dev-idp.pem")
+    public_key_file = RUN_DIR / "dev-idp.pub.pem"
+    env = {**os.environ, "WFH_JWT_PUBLIC_KEY_FILE": str(public_key_file), "WFH_JWT_ISSUER": idp.issuer}
+    settings = Settings.from_env("roster")
+
+    say(f"Starting {', '.join(SERVICES)} (migrations run as each starts)…")
+    services = [Supervised(name, env) for name in SERVICES]
+    for service in services:
+        await service.start()
+    watchers = [asyncio.create_task(s.watch()) for s in services]
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    code = 0
+    try:
+        async with CommandClient(settings.amqp_url, settings.namespace) as client:
+            tenant = "so-tttt-thanhhoa"
+            await wait_until_answering(client, tenant, idp.mint("it-admin", tenant))
+            say("Loading the demo department…")
+            summary = await load_department(client, idp)
+            say(f"  ✓ {summary['name']}: {summary['divisions']} phòng/đơn vị, "
+                f"{summary['people']} cán bộ, {summary['signing_keys']} khóa ký số mới")
+            say("Playing a short demo day…")
+            for line in await play_demo_day(client, idp):
+                say(f"  • {line}")
+        say("")
+        say("The system is up. Where to look:")
+        for s in services:
+            say(f"  {s.name:8} logs: {s.log_path.relative_to(ROOT)}")
+        say(f"  RabbitMQ: exchange {settings.events_exchange}, queues {settings.namespace}.*"
+            "  (rabbitmqctl list_queues name messages)")
+        say("  PostgreSQL: databases wfh_roster, wfh_leave (psql -h 127.0.0.1 -U postgres wfh_leave)")
+        otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        say(f"  Traces: {'exported to ' + otlp if otlp else 'set OTEL_EXPORTER_OTLP_ENDPOINT to export them (make up runs Grafana)'}")
+        say(f"  Development tokens are signed by {RUN_DIR.relative_to(ROOT)}/dev-idp.pem")
+        say("Press Ctrl-C to stop.")
+        await stop.wait()
+    except (DemoError, RuntimeError) as exc:
+        say(f"  ✗ {exc}")
+        code = 1
+    finally:
+        say("Stopping…")
+        for service in services:
+            await service.stop()
+        for watcher in watchers:
+            watcher.cancel()
+        say("Stopped.")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
