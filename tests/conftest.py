@@ -15,6 +15,17 @@ from shared.migrations import drop_database
 from shared.runtime import ServiceDefinition, ServiceRuntime
 from shared.settings import Settings
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+# Every span of the test process, from every in-process service, lands here.
+SPANS = InMemorySpanExporter()
+_provider = TracerProvider()
+_provider.add_span_processor(SimpleSpanProcessor(SPANS))
+trace.set_tracer_provider(_provider)
+
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PG_URL = "postgresql://postgres@127.0.0.1:5432"
 TENANT = "so-tttt-thanhhoa"
@@ -119,3 +130,9 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def _forget_earlier_spans():
+    """Spans of earlier tests are of no use and would pile up in memory."""
+    SPANS.clear()
