@@ -26,6 +26,10 @@ _provider = TracerProvider()
 _provider.add_span_processor(SimpleSpanProcessor(SPANS))
 trace.set_tracer_provider(_provider)
 
+from shared.observability import configure_logging
+
+configure_logging("tests")  # JSON lines on stderr, as the services write them
+
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PG_URL = "postgresql://postgres@127.0.0.1:5432"
 TENANT = "so-tttt-thanhhoa"

@@ -1,0 +1,208 @@
+"""`wfh`: the operator's command line.
+
+  wfh send SERVICE TYPE [PAYLOAD_JSON] --as PERSON | --admin   send a command or query as an actor
+  wfh dlq list                                                  dead-letter queues and their depth
+  wfh dlq show QUEUE [--limit N]                                the dead letters of a queue, with reasons
+  wfh dlq redrive QUEUE [--limit N]                             put dead letters back on their queue
+  wfh rebuild SERVICE                                           drop and rebuild a service's projections
+  wfh lag                                                       outbox lag per service, depth per queue
+  wfh health                                                    database and broker reachability per service
+
+Tokens are development tokens signed by .run/dev-idp.pem (the key `make run` creates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import aio_pika
+
+from shared import topology
+from shared.auth import ADMIN_SCOPE, DevIdentityProvider
+from shared.client import CommandClient
+from shared.healthcheck import check
+from shared.observability import configure_logging
+from shared.settings import Settings
+
+RUN_DIR = Path(__file__).parents[1] / ".run"
+DEFAULT_TENANT = "so-tttt-thanhhoa"
+DLQ_SUFFIX = ".dlq"
+
+
+def _settings(service: str = "roster") -> Settings:
+    return Settings.from_env(service)
+
+
+def _dev_idp() -> DevIdentityProvider:
+    key_file = os.environ.get("WFH_DEV_IDP_KEY_FILE", str(RUN_DIR / "dev-idp.pem"))
+    return DevIdentityProvider.load_or_create(Path(key_file), os.environ.get("WFH_JWT_ISSUER", "wfh-dev-idp"))
+
+
+async def cmd_send(args) -> int:
+    idp = _dev_idp()
+    token = (
+        idp.mint("it-admin", args.tenant, scopes=(ADMIN_SCOPE,)) if args.admin
+        else idp.mint(args.actor, args.tenant)
+    )
+    payload = json.loads(args.payload) if args.payload else {}
+    settings = _settings(args.service)
+    async with CommandClient(settings.amqp_url, settings.namespace) as client:
+        try:
+            reply = await client.send(args.service, args.type, payload, tenant=args.tenant,
+                                      token=token, timeout=args.timeout)
+        except TimeoutError:
+            print(f"no reply from {args.service} within {args.timeout:g} s: is it running "
+                  f"(make run)? `wfh lag` shows whether its command queue has a consumer.",
+                  file=sys.stderr)
+            return 3
+    print(reply.model_dump_json(indent=2, exclude_none=True))
+    return 0 if reply.ok else 2
+
+
+async def _queues(channel, namespace: str) -> list[tuple[str, int, int]]:
+    rows = []
+    for name in topology.all_queues(namespace):
+        for queue_name in (name, topology.dead_letter_queue(name)):
+            queue = await channel.declare_queue(queue_name, passive=True)
+            rows.append((queue_name, queue.declaration_result.message_count,
+                         queue.declaration_result.consumer_count))
+    return rows
+
+
+async def cmd_dlq(args) -> int:
+    settings = _settings()
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        if args.action == "list":
+            for name, depth, _ in await _queues(channel, settings.namespace):
+                if name.endswith(DLQ_SUFFIX):
+                    print(f"{depth:8d}  {name}")
+            return 0
+        queue_name = args.queue if args.queue.endswith(DLQ_SUFFIX) else args.queue + DLQ_SUFFIX
+        dlq = await channel.declare_queue(queue_name, passive=True)
+        handled = 0
+        held = []
+        while handled < args.limit:
+            message = await dlq.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            handled += 1
+            headers = dict(message.headers or {})
+            reason = headers.get("x-wfh-reason") or _death_reason(headers)
+            if args.action == "show":
+                print(json.dumps({
+                    "message_id": message.message_id, "type": message.type,
+                    "reason": _text(reason), "failed_at": _text(headers.get("x-wfh-failed-at")),
+                    "body": message.body[:500].decode(errors="replace"),
+                }, ensure_ascii=False))
+                held.append(message)  # returned to the queue below, after we stop reading
+            else:
+                original = _text(headers.get("x-wfh-queue")) or queue_name[: -len(DLQ_SUFFIX)]
+                clean = {k: v for k, v in headers.items()
+                         if not k.startswith("x-wfh-") and not k.startswith("x-death")
+                         and k not in ("x-first-death-exchange", "x-first-death-queue",
+                                       "x-first-death-reason", "x-delivery-count")}
+                await channel.default_exchange.publish(
+                    aio_pika.Message(message.body, headers=clean, content_type=message.content_type,
+                                     message_id=message.message_id, type=message.type,
+                                     correlation_id=message.correlation_id,
+                                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=original,
+                )
+                await message.ack()
+        for message in held:
+            await message.nack(requeue=True)
+        verb = "shown" if args.action == "show" else "re-driven"
+        print(f"{handled} dead letter(s) {verb} from {queue_name}", file=sys.stderr)
+    return 0
+
+
+def _death_reason(headers: dict) -> str | None:
+    deaths = headers.get("x-death") or []
+    return f"broker: {_text(deaths[0].get('reason'))}" if deaths else None
+
+
+def _text(value) -> str | None:
+    return value.decode() if isinstance(value, bytes) else (None if value is None else str(value))
+
+
+async def cmd_rebuild(args) -> int:
+    from ops.replay import rebuild
+
+    results = await rebuild(args.service)
+    for name, (count, identical) in results.items():
+        print(f"{args.service}/{name}: replayed {count} events; "
+              f"{'identical to before' if identical else 'DIFFERENT from before'}")
+    return 0 if all(same for _, same in results.values()) else 1
+
+
+async def cmd_lag(args) -> int:
+    settings = _settings()
+    for service in topology.COMMAND_SERVICES:
+        report = await check(Settings.from_env(service))
+        print(f"outbox  {service:10} {report.get('relay_lag', 'n/a')!s:>8} events not yet published")
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        for name, depth, consumers in await _queues(await connection.channel(), settings.namespace):
+            print(f"queue   {name:45} {depth:8d} waiting, {consumers} consumer(s)")
+    return 0
+
+
+async def cmd_health(args) -> int:
+    healthy = True
+    for service in topology.COMMAND_SERVICES:
+        report = await check(Settings.from_env(service))
+        healthy &= report["healthy"]
+        print(json.dumps(report, ensure_ascii=False))
+    return 0 if healthy else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="wfh", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    send = sub.add_parser("send", help="send a command or query as an actor")
+    send.add_argument("service")
+    send.add_argument("type", help="command or query name, e.g. RequestLeave")
+    send.add_argument("payload", nargs="?", help="JSON payload")
+    who = send.add_mutually_exclusive_group(required=True)
+    who.add_argument("--as", dest="actor", help="person id of the actor")
+    who.add_argument("--admin", action="store_true", help="act as the IT team (directory admin)")
+    send.add_argument("--tenant", default=DEFAULT_TENANT)
+    send.add_argument("--timeout", type=float, default=10.0)
+    send.set_defaults(run=cmd_send)
+
+    dlq = sub.add_parser("dlq", help="inspect and re-drive dead letters")
+    dlq_sub = dlq.add_subparsers(dest="action", required=True)
+    dlq_sub.add_parser("list", help="dead-letter queues and their depth").set_defaults(run=cmd_dlq)
+    for action, text in (("show", "print dead letters with their reasons (they stay queued)"),
+                         ("redrive", "move dead letters back onto their queue after a fix")):
+        p = dlq_sub.add_parser(action, help=text)
+        p.add_argument("queue", help="the queue (or its .dlq)")
+        p.add_argument("--limit", type=int, default=100)
+        p.set_defaults(run=cmd_dlq)
+
+    rebuild = sub.add_parser("rebuild", help="drop and rebuild a service's projections")
+    rebuild.add_argument("service")
+    rebuild.set_defaults(run=cmd_rebuild)
+    sub.add_parser("lag", help="outbox lag and queue depths").set_defaults(run=cmd_lag)
+    sub.add_parser("health", help="database and broker reachability per service").set_defaults(
+        run=cmd_health)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    configure_logging("wfh-cli", os.environ.get("WFH_LOG_LEVEL", "WARNING"))
+    return asyncio.run(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
