@@ -157,6 +157,17 @@ class CommandRouter:
     def query(self, model: type[BaseModel]):
         return self._register(model, mutates=False)
 
+    @classmethod
+    def combine(cls, *routers: CommandRouter) -> CommandRouter:
+        """One router from several modules' (a service's commands and its queries)."""
+        combined = cls()
+        for router in routers:
+            for name, route in router.routes.items():
+                if name in combined.routes:
+                    raise RuntimeError(f"{name} routed twice")
+                combined.routes[name] = route
+        return combined
+
 
 class CommandDispatcher:
     def __init__(
@@ -239,7 +250,7 @@ class CommandDispatcher:
         pool = self._pool()
         for attempt in range(CONFLICT_RETRIES):
             async with pool.acquire() as conn:
-                stored = await self._stored_reply(conn, request)
+                stored = await self._stored_reply(conn, request, identity)
                 if stored is not None:
                     return stored
                 try:
@@ -270,14 +281,18 @@ class CommandDispatcher:
             "The data changed concurrently; send the command again.",
         )
 
-    async def _stored_reply(self, conn, request: CommandRequest) -> Reply | None:
+    async def _stored_reply(self, conn, request: CommandRequest, identity: Identity) -> Reply | None:
         row = await conn.fetchrow(
-            "SELECT command_type, tenant, reply FROM command_replies WHERE command_id = $1",
+            "SELECT command_type, tenant, actor, reply FROM command_replies WHERE command_id = $1",
             request.command_id,
         )
         if row is None:
             return None
-        if row["command_type"] != request.type or row["tenant"] != request.tenant:
+        # Someone else's command under the same id is a different command: they get neither
+        # its reply (which may tell them about it) nor their own command silently dropped.
+        if (row["command_type"], row["tenant"], row["actor"]) != (
+            request.type, request.tenant, identity.person_id
+        ):
             return Reply.failure(
                 request.command_id, "command_id_reused",
                 "Mã lệnh này đã được dùng cho một lệnh khác.",

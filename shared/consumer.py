@@ -24,9 +24,8 @@ import asyncpg
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.middlewares import AckPolicy
-from pydantic import ValidationError
 
-from shared.contracts import Envelope, UnknownEventError, decode
+from shared.contracts import Envelope, decode
 from shared.observability import get_logger
 from shared.projection import Projection
 from shared.topology import Subscription, queue_arguments
@@ -49,6 +48,17 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 class OutOfOrderError(Exception):
     pass
+
+
+async def raw_body(message) -> bytes:
+    """FastStream decoder handing the handler the body as received, undecoded.
+
+    FastStream's default decoder parses an `application/json` body before the handler runs.
+    A body that does not parse then never reaches the handler: with manual acknowledgement it
+    is neither acked nor dead-lettered and, at prefetch 1, holds up the whole queue. Our
+    handlers parse the body themselves and dead-letter (or answer) what does not parse.
+    """
+    return message.body
 
 
 class DeadLetters:
@@ -122,6 +132,7 @@ class EventConsumer:
             ack_policy=AckPolicy.MANUAL,
             no_reply=True,
             channel=Channel(prefetch_count=1),
+            decoder=raw_body,
             title=self.queue,
             description=f"{self.subscription.service} consumes {', '.join(self.subscription.routing_keys)}",
         )
@@ -133,7 +144,8 @@ class EventConsumer:
         try:
             envelope = Envelope.model_validate_json(msg.body)
             event = decode(envelope)
-        except (ValidationError, UnknownEventError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever fails here, the message is at fault
+            # (not JSON, unknown type or version, invalid payload, an upcaster choking on it)
             await self._dead_letter(raw, f"undecodable event: {_short(exc)}")
             await msg.ack()
             return
@@ -214,4 +226,4 @@ def _short(exc: Exception) -> str:
     return text[:500]
 
 
-__all__ = ["DeadLetters", "EventConsumer", "TRANSIENT_ERRORS"]
+__all__ = ["DeadLetters", "EventConsumer", "TRANSIENT_ERRORS", "raw_body"]

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-BACKBONE_SQL = Path(__file__).with_name("sql") / "backbone.sql"
+BACKBONE = Path(__file__).with_name("sql") / "backbone"
 
 
 async def ensure_database(database_url: str) -> None:
@@ -48,13 +48,13 @@ async def migrate(database_url: str, migrations_dir: Path | None) -> list[str]:
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        files = [BACKBONE_SQL]
+        files = sorted(BACKBONE.glob("*.sql"))
         if migrations_dir and migrations_dir.is_dir():
             files += sorted(migrations_dir.glob("*.sql"))
         done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
         for path in files:
             # Names carry their folder: several folders (shared ones, the service's) share the table.
-            name = "backbone/000_backbone.sql" if path is BACKBONE_SQL else f"{path.parent.name}/{path.name}"
+            name = f"{path.parent.name}/{path.name}"
             if name in done:
                 continue
             async with conn.transaction():

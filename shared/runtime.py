@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from faststream.middlewares import AckPolicy
 from shared import topology
 from shared.auth import TokenVerifier
 from shared.commands import CommandDispatcher, CommandRouter
-from shared.consumer import DeadLetters, EventConsumer
+from shared.consumer import DeadLetters, EventConsumer, raw_body
 from shared.eventstore import EventStore
 from shared.migrations import migrate
 from shared.observability import configure_logging, get_logger, tracer_provider
@@ -39,6 +39,9 @@ class ServiceDefinition:
     own_projections: tuple[Projection, ...] = ()
     consumed_projections: dict[str, Projection] = field(default_factory=dict)
     migrations: tuple[Path, ...] = ()
+    # Long-running loops of the service (due deliveries, an HTTP server): started after the
+    # broker and the relay, cancelled first on stop, restarted after a crash.
+    background: tuple[Callable[[ServiceRuntime], Awaitable[None]], ...] = ()
 
 
 class ServiceRuntime:
@@ -52,6 +55,7 @@ class ServiceRuntime:
         self.relay: OutboxRelay | None = None
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._relay_task: asyncio.Task | None = None
+        self._background_tasks: list[asyncio.Task] = []
 
     @property
     def projections(self) -> tuple[Projection, ...]:
@@ -109,7 +113,23 @@ class ServiceRuntime:
             batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds,
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"{settings.service}-relay")
+        self._background_tasks = [
+            asyncio.create_task(self._keep_running(loop), name=f"{settings.service}-{_name(loop)}")
+            for loop in self.definition.background
+        ]
         log.info("service started", namespace=settings.namespace)
+
+    async def _keep_running(self, loop: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
+        """A background loop that crashes is logged and started again, never silently gone."""
+        while True:
+            try:
+                await loop(self)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background loop crashed, restarting", loop=_name(loop))
+                await asyncio.sleep(1.0)
 
     def _register_commands(self, dispatcher: CommandDispatcher, channel, dead_letters) -> None:
         queue_name = self.settings.command_queue
@@ -123,6 +143,7 @@ class ServiceRuntime:
             ack_policy=AckPolicy.MANUAL,
             no_reply=True,
             channel=Channel(prefetch_count=self.settings.consumer_prefetch),
+            decoder=raw_body,  # the dispatcher answers a body that is not JSON: `malformed`
             title=queue_name,
             description=f"Commands and queries of the {self.settings.service} service",
         )
@@ -149,6 +170,13 @@ class ServiceRuntime:
             await msg.ack()
 
     async def stop(self) -> None:
+        for task in self._background_tasks:
+            task.cancel()
+        for task in self._background_tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
         if self._relay_task is not None:
             self._relay_task.cancel()
             try:
@@ -172,6 +200,10 @@ class ServiceRuntime:
                     continue
                 counts[projection.name] = await projection.rebuild(conn, self.store)
         return counts
+
+
+def _name(loop: Callable) -> str:
+    return getattr(loop, "__name__", type(loop).__name__)
 
 
 def run_forever(build: Callable[[Settings], ServiceRuntime], service: str) -> None:

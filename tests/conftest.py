@@ -96,15 +96,26 @@ class System:
         return await client.send(service, command_type, payload or {}, tenant=TENANT, token=token, **kw)
 
     async def close(self) -> None:
+        """Stop everything and remove the namespace and databases, even if a step fails."""
+        steps = []
         if self._client is not None:
-            await self._client.__aexit__(None, None, None)
-        for runtime in self.runtimes.values():
-            await runtime.stop()
+            steps.append(self._client.__aexit__(None, None, None))
+        steps += [runtime.stop() for runtime in self.runtimes.values()]
+        steps.append(self._delete_topology())
+        steps += [drop_database(url) for url in self.databases]
+        failures = []
+        for step in steps:
+            try:
+                await step
+            except Exception as exc:  # clean up the rest, then report
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    async def _delete_topology(self) -> None:
         connection = await aio_pika.connect(AMQP_URL)
         async with connection:
             await topology.delete(await connection.channel(), self.namespace)
-        for url in self.databases:
-            await drop_database(url)
 
 
 @pytest.fixture

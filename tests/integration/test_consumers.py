@@ -1,0 +1,406 @@
+"""The inbox consumers' guarantees, against the real RabbitMQ and PostgreSQL: a duplicate
+changes nothing, poison messages go to the dead-letter queue with the reason and block
+nothing, a stream's older event arriving late is refused, a stream's events are applied in
+order, and the broker itself dead-letters a message redelivered too often.
+
+Most tests run a probe service of their own: a test-only subscription (added to
+`shared.topology.SUBSCRIPTIONS` for the test, so `topology.declare` and `delete` see it) fed
+with envelopes published straight to the namespace's events exchange, and a tiny projection
+whose handler fails on request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from services.roster.app import definition as roster_definition
+from shared import topology
+from shared.commands import CommandRouter
+from shared.contracts import Envelope, Event
+from shared.contracts import roster as ro
+from shared.directory import MIGRATIONS as DIRECTORY_MIGRATIONS
+from shared.directory import directory_projection
+from shared.projection import Projection
+from shared.relay import envelope_message
+from shared.runtime import ServiceDefinition
+from shared.topology import DELIVERY_LIMIT, Subscription, dead_letter_queue
+from tests.integration.backbone_helpers import AMQP_URL, TENANT, drain_queue, eventually
+
+pytestmark = pytest.mark.integration
+
+DEMO = json.loads((Path(__file__).parents[2] / "services/roster/demo/department.json").read_text())
+PROBE = Subscription("probe", "feed", ("roster.*", "leave.*"))
+EXPLODE = "explode"  # a division with this name makes the probe's handler raise
+
+PROBE_SQL = """
+CREATE TABLE probe_divisions (
+    applied_at_seq bigserial PRIMARY KEY,
+    stream_id      text    NOT NULL,
+    stream_version integer NOT NULL,
+    division_id    text    NOT NULL,
+    name           text    NOT NULL
+);
+"""
+
+
+def probe_projection() -> Projection:
+    projection = Projection("probe_divisions", ("probe_divisions",), source=PROBE.name)
+
+    @projection.on(ro.DivisionCreated)
+    async def _created(conn, env: Envelope, e: ro.DivisionCreated) -> None:
+        if e.name == EXPLODE:
+            raise RuntimeError("the probe projection cannot take this division")
+        # Deliberately not idempotent: applying an event twice would leave two rows.
+        await conn.execute(
+            "INSERT INTO probe_divisions (stream_id, stream_version, division_id, name) "
+            "VALUES ($1, $2, $3, $4)",
+            env.stream_id, env.stream_version, e.division_id, e.name,
+        )
+
+    return projection
+
+
+@pytest.fixture
+def probe_topology(monkeypatch):
+    """The probe's subscription and command queue exist for this test only. Requested before
+    `system` so that the patch is still in place when `system.close()` deletes the queues."""
+    monkeypatch.setattr(topology, "SUBSCRIPTIONS", topology.SUBSCRIPTIONS + (PROBE,))
+    monkeypatch.setattr(topology, "COMMAND_SERVICES", topology.COMMAND_SERVICES + (PROBE.service,))
+
+
+class Probe:
+    def __init__(self, system, runtime, publisher: aio_pika.abc.AbstractChannel) -> None:
+        self.system = system
+        self.runtime = runtime
+        self.consumer = runtime.consumers[0]
+        self.queue = PROBE.queue(system.namespace)
+        self.dlq = dead_letter_queue(self.queue)
+        self._publisher = publisher
+
+    async def publish(self, body: bytes | Envelope, routing_key: str = "roster.DivisionCreated") -> None:
+        if isinstance(body, Envelope):
+            routing_key, body = body.routing_key, body.model_dump_json(exclude={"global_position"}).encode()
+        exchange = await self._publisher.get_exchange(f"{self.system.namespace}.events", ensure=False)
+        await exchange.publish(
+            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                             content_type="application/json", message_id=str(uuid.uuid4())),
+            routing_key=routing_key,
+        )
+
+    async def rows(self) -> list[tuple[str, int, str]]:
+        async with self.runtime.pool.acquire() as conn:
+            return [
+                (r["stream_id"], r["stream_version"], r["name"])
+                for r in await conn.fetch("SELECT * FROM probe_divisions ORDER BY applied_at_seq")
+            ]
+
+    async def inbox(self) -> list[tuple[str, int]]:
+        async with self.runtime.pool.acquire() as conn:
+            return [
+                (r["stream_id"], r["stream_version"])
+                for r in await conn.fetch("SELECT * FROM inbox WHERE consumer = $1 ORDER BY seq", PROBE.name)
+            ]
+
+    async def ready_messages(self) -> int:
+        queue = await self._publisher.declare_queue(self.queue, passive=True)
+        return queue.declaration_result.message_count
+
+    async def settled(self, applied: int, timeout: float = 10.0) -> None:
+        await eventually(lambda: self.consumer.applied >= applied, timeout,
+                         what=f"{applied} events applied by the probe")
+
+
+@pytest.fixture
+async def probe(probe_topology, system, tmp_path):
+    migrations = tmp_path / "probe"
+    migrations.mkdir()
+    (migrations / "001_probe.sql").write_text(PROBE_SQL)
+    definition = ServiceDefinition(
+        name=PROBE.service,
+        router=CommandRouter(),
+        consumed_projections={PROBE.name: probe_projection()},
+        migrations=(migrations,),
+    )
+    runtime = await system.start(definition, handler_attempts=3)
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        yield Probe(system, runtime, await connection.channel(publisher_confirms=True))
+    finally:
+        await connection.close()
+
+
+def envelope(e: Event, stream_id: str = "directory-probe", version: int = 1, **overrides) -> Envelope:
+    fields = dict(
+        event_id=uuid.uuid4(), event_type=e.event_type, schema_version=e.schema_version,
+        source=e.owner, stream_id=stream_id, stream_version=version, tenant=TENANT,
+        occurred_at=datetime.now(UTC), actor="it-admin", correlation_id=uuid.uuid4(),
+        payload=e.model_dump(mode="json"),
+    )
+    fields.update(overrides)
+    return Envelope(**fields)
+
+
+def created(name: str) -> ro.DivisionCreated:
+    return ro.DivisionCreated(division_id=name.lower().replace(" ", "-"), name=name, kind="division")
+
+
+def reasons(messages) -> list[str]:
+    return [m.headers["x-wfh-reason"] for m in messages]
+
+
+# --- (a) duplicates ----------------------------------------------------------------------
+
+
+async def test_a_duplicate_delivery_changes_nothing(probe):
+    first = envelope(created("Phòng Nội vụ"), version=1)
+    await probe.publish(first)
+    await probe.publish(first)  # the relay republished it, or the broker redelivered it
+    await probe.settled(1)
+    await eventually(lambda: probe.consumer.duplicates == 1, what="the duplicate noticed")
+    # And the consumer moves on: a later event of the stream still applies.
+    await probe.publish(envelope(created("Phòng Pháp chế"), version=2))
+    await probe.settled(2)
+    assert await probe.rows() == [
+        ("directory-probe", 1, "Phòng Nội vụ"), ("directory-probe", 2, "Phòng Pháp chế"),
+    ]
+    assert await probe.inbox() == [("directory-probe", 1), ("directory-probe", 2)]
+    async with probe.runtime.pool.acquire() as conn:
+        assert await conn.fetchval(
+            "SELECT count(*) FROM inbox WHERE event_id = $1", first.event_id) == 1
+        # The projection's checkpoint follows the inbox sequence it has applied.
+        assert await probe.consumer.projection.checkpoint(conn) == await conn.fetchval(
+            "SELECT max(seq) FROM inbox")
+    assert probe.consumer.applied == 2 and probe.consumer.duplicates == 1
+    assert await drain_queue(probe.dlq, 0, timeout=0.5) == []
+
+
+async def test_a_burst_of_one_streams_events_is_applied_in_order(probe):
+    """Published back to back, a stream's events are applied one after the other, in order,
+    none refused as out of order (a consumer handling deliveries concurrently would fail this)."""
+    events = [envelope(created(f"Phòng {i}"), version=i) for i in range(1, 41)]
+    for env in events:
+        await probe.publish(env)
+    await probe.settled(40)
+    rows = await probe.rows()
+    assert [v for _, v, _ in rows] == list(range(1, 41))
+    assert await drain_queue(probe.dlq, 0, timeout=0.5) == []
+
+
+async def test_the_real_leave_subscription_applies_roster_events_once(system):
+    """Roster's own relay feeds the leave service's directory subscription; a roster event
+    published again (as after a relay crash) is recognised and changes nothing. The
+    directory projection inserts plainly, so applying a PersonAdded twice would fail."""
+    roster = await system.start(roster_definition())
+    sub = next(s for s in topology.subscriptions_of("leave") if s.name == "directory")
+    consumer_side = await system.start(ServiceDefinition(
+        name="leave", router=CommandRouter(),
+        consumed_projections={
+            s.name: directory_projection(s.name) for s in topology.subscriptions_of("leave")
+        },
+        migrations=(DIRECTORY_MIGRATIONS,),
+    ))
+    consumer = next(c for c in consumer_side.consumers if c.subscription == sub)
+    assert (await system.send("roster", "ImportDepartment", DEMO)).ok
+    async with roster.pool.acquire() as conn:
+        stored = await roster.store.read_all(conn)
+    await eventually(lambda: consumer.applied == len(stored), what="the directory copied")
+
+    person_added = next(e for e in stored if e.event_type == "PersonAdded")
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        exchange = await (await connection.channel()).get_exchange(
+            f"{system.namespace}.events", ensure=False)
+        await exchange.publish(envelope_message(person_added, {}), routing_key=person_added.routing_key)
+    await eventually(lambda: consumer.duplicates == 1, what="the republished event noticed")
+    async with consumer_side.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM inbox") == len(stored)
+        assert await conn.fetchval("SELECT count(*) FROM dir_people") == len(DEMO["people"])
+    assert consumer.applied == len(stored)
+    assert await drain_queue(dead_letter_queue(sub.queue(system.namespace)), 0, timeout=0.5) == []
+
+
+# --- (b) poison messages -----------------------------------------------------------------
+
+
+async def test_poison_messages_are_dead_lettered_with_the_reason_and_block_nothing(probe):
+    good_before = envelope(created("Phòng Tổ chức"), stream_id="s-ok", version=1)
+    poison = {
+        "bad json": b'{"event_id": "not even json',
+        "unknown type": envelope(
+            created("x"), event_type="DivisionTeleported", stream_id="s-unknown"
+        ).model_dump_json().encode(),
+        "newer schema": envelope(
+            created("y"), schema_version=9, stream_id="s-newer"
+        ).model_dump_json().encode(),
+        "invalid payload": envelope(
+            created("z"), payload={"division_id": "z"}, stream_id="s-invalid"
+        ).model_dump_json().encode(),
+        "handler raises": envelope(created(EXPLODE), stream_id="s-explode").model_dump_json().encode(),
+    }
+    good_after = envelope(created("Phòng Thanh tra"), stream_id="s-ok", version=2)
+
+    await probe.publish(good_before)
+    for body in poison.values():
+        await probe.publish(body)
+    await probe.publish(good_after)
+
+    await probe.settled(2)
+    assert [n for _, _, n in await probe.rows()] == ["Phòng Tổ chức", "Phòng Thanh tra"]
+    dead = await drain_queue(probe.dlq, len(poison))
+    assert len(dead) == len(poison)
+    by_body = {m.body: m for m in dead}
+    assert set(by_body) == set(poison.values()), "dead-lettered bodies must be untouched"
+    why = {label: by_body[body].headers["x-wfh-reason"] for label, body in poison.items()}
+    assert why["bad json"].startswith("undecodable event") and "json" in why["bad json"].lower()
+    assert "unknown event type 'DivisionTeleported'" in why["unknown type"]
+    assert "DivisionCreated v9 is newer" in why["newer schema"]
+    assert why["invalid payload"].startswith("undecodable event") and "name" in why["invalid payload"]
+    assert why["handler raises"] == (
+        "handler failed 3 times: RuntimeError: the probe projection cannot take this division"
+    )
+    for m in dead:
+        assert m.headers["x-wfh-queue"] == probe.queue
+        assert datetime.fromisoformat(m.headers["x-wfh-failed-at"]).tzinfo is not None
+        assert m.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    # Nothing of the poison reached the inbox; the subscription queue is empty (all acked).
+    assert await probe.inbox() == [("s-ok", 1), ("s-ok", 2)]
+    assert await probe.ready_messages() == 0
+
+
+async def test_an_event_that_fails_to_upcast_is_dead_lettered_not_stuck(probe):
+    """A LeaveRequested v1 missing a field its upcaster reads: a bad message like any other."""
+    v1_without_dates = envelope(
+        created("x"), event_type="LeaveRequested", schema_version=1, source="leave",
+        stream_id="leave-x", payload={"application_id": str(uuid.uuid4()), "person_id": "nv-an"},
+    )
+    await probe.publish(v1_without_dates)
+    await probe.publish(envelope(created("Phòng Sau"), stream_id="s-after"))
+    await probe.settled(1)
+    [dead] = await drain_queue(probe.dlq, 1)
+    assert dead.headers["x-wfh-reason"].startswith("undecodable event")
+    assert "working_dates" in dead.headers["x-wfh-reason"]
+    assert [n for _, _, n in await probe.rows()] == ["Phòng Sau"]
+
+
+async def test_a_handler_that_fails_then_recovers_is_retried_in_place(probe, monkeypatch):
+    calls = {"n": 0}
+    handler = probe.consumer.projection._handlers["DivisionCreated"]
+
+    async def flaky(conn, env, e):
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise RuntimeError("transient bug")
+        await handler(conn, env, e)
+
+    monkeypatch.setitem(probe.consumer.projection._handlers, "DivisionCreated", flaky)
+    await probe.publish(envelope(created("Phòng Kiên nhẫn")))
+    await probe.settled(1)
+    assert calls["n"] == 3
+    assert [n for _, _, n in await probe.rows()] == ["Phòng Kiên nhẫn"]
+    assert await drain_queue(probe.dlq, 0, timeout=0.3) == []
+
+
+# --- (c) out of order --------------------------------------------------------------------
+
+
+async def test_an_older_event_of_a_stream_arriving_late_is_dead_lettered(probe):
+    v1 = envelope(created("Phòng Một"), stream_id="s", version=1)
+    v2 = envelope(created("Phòng Hai"), stream_id="s", version=2)
+    v3 = envelope(created("Phòng Ba"), stream_id="s", version=3)
+    other = envelope(created("Phòng Khác"), stream_id="t", version=1)
+    await probe.publish(v2)
+    await probe.settled(1)
+    await probe.publish(v1)  # older than what was applied
+    await probe.publish(other)  # other streams are not held up
+    await probe.publish(v3)
+    await probe.settled(3)
+    [dead] = await drain_queue(probe.dlq, 1)
+    assert Envelope.model_validate_json(dead.body).event_id == v1.event_id
+    assert dead.headers["x-wfh-reason"] == "out of order: s v1 arrived after v2"
+    assert await probe.rows() == [("s", 2, "Phòng Hai"), ("t", 1, "Phòng Khác"), ("s", 3, "Phòng Ba")]
+    assert ("s", 1) not in await probe.inbox()  # the refused event left no trace
+    async with probe.runtime.pool.acquire() as conn:
+        assert await conn.fetchval(
+            "SELECT version FROM inbox_streams WHERE consumer = $1 AND stream_id = 's'", PROBE.name
+        ) == 3
+
+
+async def test_the_same_version_with_another_event_id_is_refused(probe):
+    """Two different events claiming the same place in a stream: the second is not applied."""
+    await probe.publish(envelope(created("Phòng Thật"), stream_id="s", version=1))
+    await probe.settled(1)
+    await probe.publish(envelope(created("Phòng Giả"), stream_id="s", version=1))
+    [dead] = await drain_queue(probe.dlq, 1)
+    assert dead.headers["x-wfh-reason"] == "out of order: s v1 arrived after v1"
+    assert [n for _, _, n in await probe.rows()] == ["Phòng Thật"]
+
+
+# --- (d) the broker's own delivery limit -------------------------------------------------
+
+
+def queue_arguments_from_broker(name: str) -> dict:
+    listing = subprocess.run(
+        ["rabbitmqctl", "list_queues", "-p", "/", "-q", "--formatter", "json", "name", "arguments"],
+        check=True, capture_output=True, text=True, timeout=15,
+    ).stdout
+    for q in json.loads(listing):
+        if q["name"] == name:
+            return {k: v for k, _type, v in q["arguments"]}
+    raise AssertionError(f"queue {name} not found on the broker")
+
+
+async def test_subscription_and_command_queues_have_a_delivery_limit(probe):
+    args = await asyncio.to_thread(queue_arguments_from_broker, probe.queue)
+    assert args["x-queue-type"] == "quorum"
+    assert args["x-delivery-limit"] == DELIVERY_LIMIT
+    assert args["x-dead-letter-exchange"] == f"{probe.system.namespace}.dead-letters"
+    assert args["x-dead-letter-routing-key"] == probe.queue
+    assert args["x-single-active-consumer"] is True
+    commands = await asyncio.to_thread(
+        queue_arguments_from_broker, f"{probe.system.namespace}.roster.commands")
+    assert commands["x-delivery-limit"] == DELIVERY_LIMIT
+    assert commands["x-queue-type"] == "quorum"
+    dlq = await asyncio.to_thread(queue_arguments_from_broker, probe.dlq)
+    assert dlq["x-queue-type"] == "quorum"
+
+
+async def test_a_message_redelivered_past_the_limit_is_dead_lettered_by_the_broker(system):
+    """A consumer that crashes on a message over and over (simulated by rejecting it with
+    requeue) cannot loop forever: RabbitMQ moves it to the dead-letter queue."""
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        await topology.declare(channel, system.namespace)
+        queue_name = f"{system.namespace}.roster.commands"  # nobody consumes it in this test
+        queue = await channel.get_queue(queue_name, ensure=False)
+        await channel.default_exchange.publish(
+            aio_pika.Message(b'{"crash": "me"}', message_id="crash-loop"), routing_key=queue_name
+        )
+        deliveries = 0
+
+        async def crash(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal deliveries
+            deliveries += 1
+            await message.reject(requeue=True)
+
+        tag = await queue.consume(crash)
+        await eventually(lambda: _in_dlq(channel, queue_name), what="the message dead-lettered")
+        await queue.cancel(tag)
+    finally:
+        await connection.close()
+    assert DELIVERY_LIMIT <= deliveries <= DELIVERY_LIMIT + 1
+    [dead] = await drain_queue(dead_letter_queue(queue_name), 1)
+    assert dead.message_id == "crash-loop" and dead.body == b'{"crash": "me"}'
+    assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
+
+
+async def _in_dlq(channel, queue_name: str) -> bool:
+    dlq = await channel.declare_queue(dead_letter_queue(queue_name), passive=True)
+    return dlq.declaration_result.message_count > 0

@@ -1,0 +1,388 @@
+"""The outbox relay's guarantees, against the real RabbitMQ and PostgreSQL: it publishes in
+commit order and never past an uncommitted append (the late-commit race), it resumes after a
+crash without losing anything (at-least-once, in order per stream), one relay publishes at a
+time, and its messages are persistent, identified by the event id and routed by type."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import aio_pika
+import asyncpg
+import pytest
+
+from services.roster.app import definition as roster_definition
+from shared.contracts import Envelope
+from shared.eventstore import EventStore
+from shared.relay import OutboxRelay
+from tests.integration.backbone_helpers import (
+    AMQP_URL,
+    Tap,
+    append_committed,
+    context,
+    division,
+    eventually,
+    private_database,
+)
+
+pytestmark = pytest.mark.integration
+
+STORE = EventStore("roster")
+DEMO = json.loads((Path(__file__).parents[2] / "services/roster/demo/department.json").read_text())
+
+
+@pytest.fixture
+async def world(system):
+    """A private database with the backbone schema, the namespace's events exchange, and a
+    channel with publisher confirms like the runtime's."""
+    url = await private_database(system, "relay")
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel(publisher_confirms=True)
+    await channel.declare_exchange(f"{system.namespace}.events", aio_pika.ExchangeType.TOPIC, durable=True)
+    conn = await asyncpg.connect(url)
+    try:
+        yield url, channel, conn
+    finally:
+        await conn.close()
+        await connection.close()
+
+
+def relay_for(system, url: str, channel, **kw) -> OutboxRelay:
+    kw.setdefault("poll_seconds", 0.05)
+    return OutboxRelay(url, channel, f"{system.namespace}.events", STORE, **kw)
+
+
+async def checkpoint(conn) -> int:
+    return await conn.fetchval(
+        "SELECT coalesce((SELECT position FROM relay_checkpoint WHERE relay = 'events'), 0)"
+    )
+
+
+async def waiting_for_append_lock(conn) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = current_database()"
+    )
+
+
+async def backlog(url: str, streams: int, per_stream: int) -> list[str]:
+    """Interleaved streams: each transaction appends the next event of every stream."""
+    ids = []
+    conn = await asyncpg.connect(url)
+    try:
+        for v in range(per_stream):
+            async with conn.transaction():
+                for s in range(streams):
+                    [env] = await STORE.append(conn, f"s{s}", v, [division(f"{s}-{v}")], context())
+                    ids.append(str(env.event_id))
+    finally:
+        await conn.close()
+    return ids
+
+
+def per_stream(envelopes: list[dict]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = defaultdict(list)
+    for e in envelopes:
+        out[e["stream_id"]].append(e["stream_version"])
+    return out
+
+
+def assert_at_least_once_in_order(envelopes: list[dict], expected_ids: list[str], restarts: int):
+    """Every event arrived; per stream the first arrivals are in version order, and a stream
+    goes back (a republished tail) at most once per relay restart."""
+    received = [e["event_id"] for e in envelopes]
+    assert set(received) == set(expected_ids), "an event was lost"
+    first_seen = list(dict.fromkeys(received))
+    assert first_seen == expected_ids, "first arrivals are not in commit order"
+    for stream, versions in per_stream(envelopes).items():
+        firsts = list(dict.fromkeys(versions))
+        assert firsts == sorted(firsts) == list(range(1, len(firsts) + 1)), (stream, versions)
+        descents = sum(1 for x, y in zip(versions, versions[1:]) if y <= x)
+        assert descents <= restarts, (stream, versions)
+
+
+# --- (a) the late-commit race ------------------------------------------------------------
+
+
+async def test_relay_never_publishes_past_an_uncommitted_append(system, world):
+    """Transaction A appends and stays open; B appends in another connection and commits as
+    soon as it can. If B could take a position after A's and commit first, a relay that saw
+    B would move its checkpoint past A and never publish A. The store makes B wait for A
+    (positions are assigned in commit order), so the relay publishes the committed prefix
+    only, then A, then B."""
+    url, channel, conn = world
+    relay = relay_for(system, url, channel)
+    relay_conn = await asyncpg.connect(url)
+    a = await asyncpg.connect(url)
+    async with Tap(system.namespace) as tap:
+        try:
+            [committed] = await append_committed(url, "base", 0, [division(0)])
+            assert await relay.publish_batch(relay_conn) == 1
+            await tap.wait_for(1)
+
+            tx_a = a.transaction()
+            await tx_a.start()
+            [env_a] = await STORE.append(a, "stream-a", 0, [division("a")], context("writer-a"))
+            task_b = asyncio.create_task(append_committed(url, "stream-b", 0, [division("b")]))
+            await eventually(lambda: waiting_for_append_lock(conn), what="B queued behind A")
+
+            # A is open, B is waiting: the relay has nothing more to publish.
+            assert await relay.publish_batch(relay_conn) == 0
+            assert await relay.publish_batch(relay_conn) == 0
+            assert await checkpoint(conn) == committed.global_position == 1
+            assert await relay.lag(conn) == 0
+            await asyncio.sleep(0.3)  # give a wrongly published message time to arrive
+            assert tap.event_ids() == [str(committed.event_id)]
+            assert not task_b.done()
+
+            await tx_a.commit()
+            [env_b] = await asyncio.wait_for(task_b, 10)
+            # Why it matters: A and B's positions are in commit order, so a checkpoint at
+            # B's position can only be reached after A's was.
+            assert env_a.global_position == 2 and env_b.global_position == 3
+
+            assert await relay.publish_batch(relay_conn) == 2
+            envelopes = await tap.wait_for(3)
+        finally:
+            await a.close()
+            await relay_conn.close()
+    assert [e["event_id"] for e in envelopes] == [
+        str(committed.event_id), str(env_a.event_id), str(env_b.event_id)
+    ]
+    assert [e["stream_id"] for e in envelopes] == ["base", "stream-a", "stream-b"]
+    assert await checkpoint(conn) == 3
+
+
+async def test_a_rolled_back_append_is_never_published(system, world):
+    url, channel, conn = world
+    relay = relay_for(system, url, channel)
+    relay_conn = await asyncpg.connect(url)
+    try:
+        async with Tap(system.namespace) as tap:
+            with pytest.raises(LookupError):
+                async with conn.transaction():
+                    await STORE.append(conn, "ghost", 0, [division("ghost")], context())
+                    assert await relay.publish_batch(relay_conn) == 0
+                    raise LookupError
+            [real] = await append_committed(url, "real", 0, [division("real")])
+            assert await relay.publish_batch(relay_conn) == 1
+            await tap.wait_for(1)
+            await asyncio.sleep(0.2)
+            assert tap.event_ids() == [str(real.event_id)]
+    finally:
+        await relay_conn.close()
+
+
+# --- (b) crash and resume ----------------------------------------------------------------
+
+
+class PacedRelay(OutboxRelay):
+    """A relay slowed down between batches so a test can kill it part-way through a backlog."""
+
+    async def publish_batch(self, conn, exchange=None) -> int:
+        await asyncio.sleep(0.03)
+        return await super().publish_batch(conn, exchange)
+
+
+async def test_relay_killed_part_way_resumes_from_its_checkpoint(system, world):
+    url, channel, conn = world
+    expected = await backlog(url, streams=3, per_stream=30)  # 90 events
+    async with Tap(system.namespace) as tap:
+        first = PacedRelay(url, channel, f"{system.namespace}.events", STORE, batch_size=7, poll_seconds=0.05)
+        task = asyncio.create_task(first.run())
+        await tap.wait_for(20)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stopped_at = await checkpoint(conn)
+        assert 0 < stopped_at < len(expected), "the relay was not stopped part-way"
+        assert await relay_for(system, url, channel).lag(conn) == len(expected) - stopped_at
+        await tap.wait_for(stopped_at)  # everything below the checkpoint was confirmed
+
+        # A new relay on a fresh broker connection, as after a process restart.
+        connection = await aio_pika.connect(AMQP_URL)
+        try:
+            second = relay_for(system, url, await connection.channel(publisher_confirms=True), batch_size=7)
+            task = asyncio.create_task(second.run())
+            await eventually(
+                lambda: tap.event_ids() and set(tap.event_ids()) >= set(expected),
+                what="every event published",
+            )
+            await eventually(lambda: _is_zero(second.lag(conn)), what="relay caught up")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            await connection.close()
+        await asyncio.sleep(0.1)
+        envelopes = tap.envelopes
+    assert await checkpoint(conn) == await STORE.head_position(conn) == len(expected)
+    assert second.published == len(expected) - stopped_at  # resumed exactly at the checkpoint
+    assert_at_least_once_in_order(envelopes, expected, restarts=1)
+
+
+async def _is_zero(awaitable) -> bool:
+    return (await awaitable) == 0
+
+
+class FailingExchange:
+    """The broker goes away in the middle of a batch: the first `ok` publishes get through,
+    every later one fails."""
+
+    def __init__(self, exchange, ok: int) -> None:
+        self._exchange, self._ok, self.attempts = exchange, ok, 0
+
+    async def publish(self, message, routing_key, **kw):
+        self.attempts += 1
+        if self.attempts > self._ok:
+            raise ConnectionResetError("broker connection lost")
+        return await self._exchange.publish(message, routing_key=routing_key, **kw)
+
+
+async def test_broker_failure_mid_batch_republishes_the_batch_and_skips_nothing(system, world):
+    url, channel, conn = world
+    expected = await backlog(url, streams=2, per_stream=10)  # 20 events
+    relay = relay_for(system, url, channel, batch_size=8)
+    relay_conn = await asyncpg.connect(url)
+    try:
+        async with Tap(system.namespace) as tap:
+            assert await relay.publish_batch(relay_conn) == 8
+            exchange = await channel.get_exchange(f"{system.namespace}.events", ensure=False)
+            with pytest.raises(ConnectionResetError):
+                await relay.publish_batch(relay_conn, FailingExchange(exchange, ok=3))
+            # Confirms of the batch never all arrived: the checkpoint did not move.
+            assert await checkpoint(conn) == 8
+            await tap.wait_for(11)
+
+            while await relay.publish_batch(relay_conn):
+                pass
+            envelopes = await tap.wait_for(8 + 3 + 12)
+            await asyncio.sleep(0.2)
+            envelopes = tap.envelopes
+    finally:
+        await relay_conn.close()
+    assert len(envelopes) == 23  # the 3 that got through before the failure, twice
+    assert [e["event_id"] for e in envelopes[11:]] == expected[8:]
+    assert await checkpoint(conn) == 20
+    assert_at_least_once_in_order(envelopes, expected, restarts=1)
+
+
+async def test_relay_recovers_by_itself_when_the_broker_drops_its_connection(system, world):
+    """The runtime's relay uses a robust connection: when RabbitMQ closes it, the relay
+    resumes from its checkpoint once the connection is back, with no help."""
+    url, _, conn = world
+    name = f"relay-under-test-{uuid.uuid4().hex[:8]}"
+    connection = await aio_pika.connect_robust(
+        AMQP_URL, client_properties={"connection_name": name}, reconnect_interval=1
+    )
+    relay = PacedRelay(
+        url, await connection.channel(publisher_confirms=True), f"{system.namespace}.events",
+        STORE, batch_size=5, poll_seconds=0.05,
+    )
+    expected = await backlog(url, streams=2, per_stream=20)  # 40 events
+    async with Tap(system.namespace) as tap:
+        task = asyncio.create_task(relay.run())
+        try:
+            await tap.wait_for(10)
+            await asyncio.to_thread(_close_broker_connection, name)
+            more = await backlog_more(url, streams=2, start=20, count=5)  # written during the outage
+            await eventually(
+                lambda: set(tap.event_ids()) >= set(expected + more), timeout=15,
+                what="every event published after the broker dropped the relay",
+            )
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await connection.close()
+        envelopes = tap.envelopes
+    assert await checkpoint(conn) == 50
+    assert_at_least_once_in_order(envelopes, expected + more, restarts=1)
+
+
+async def backlog_more(url: str, streams: int, start: int, count: int) -> list[str]:
+    ids = []
+    for v in range(start, start + count):
+        for s in range(streams):
+            [env] = await append_committed(url, f"s{s}", v, [division(f"{s}-{v}")])
+            ids.append(str(env.event_id))
+    return ids
+
+
+def _close_broker_connection(connection_name: str) -> None:
+    """Have RabbitMQ itself close the connection whose client named it `connection_name`."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "pid", "client_properties"],
+        check=True, capture_output=True, text=True, timeout=15,
+    ).stdout
+    pids = [line.split("\t", 1)[0] for line in listing.splitlines() if f'"{connection_name}"' in line]
+    assert pids, f"connection {connection_name} not found"
+    for pid in pids:
+        subprocess.run(
+            ["rabbitmqctl", "close_connection", pid, "test: broker drops the relay"],
+            check=True, capture_output=True, timeout=15,
+        )
+
+
+async def test_only_one_relay_publishes_at_a_time(system, world):
+    """Two relays on the same database (two replicas of a service): the advisory lock elects
+    one, so each event is published exactly once."""
+    url, channel, conn = world
+    connection = await aio_pika.connect(AMQP_URL)
+    relays = [
+        relay_for(system, url, channel, batch_size=4),
+        relay_for(system, url, await connection.channel(publisher_confirms=True), batch_size=4),
+    ]
+    async with Tap(system.namespace) as tap:
+        tasks = [asyncio.create_task(r.run()) for r in relays]
+        try:
+            expected = await backlog(url, streams=2, per_stream=5)
+            expected += await backlog_more(url, streams=2, start=5, count=10)
+            await tap.wait_for(len(expected))
+            await asyncio.sleep(0.3)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await connection.close()
+        ids = tap.event_ids()
+    assert ids == expected  # once each, in commit order
+    assert sorted(r.published for r in relays) == [0, len(expected)]
+
+
+# --- (c) what a published message carries ------------------------------------------------
+
+
+async def test_published_messages_are_persistent_identified_and_routed_by_type(system):
+    async with Tap(system.namespace) as tap:
+        runtime = await system.start(roster_definition())
+        reply = await system.send("roster", "ImportDepartment", DEMO)
+        assert reply.ok, reply.error
+        conn = await asyncpg.connect(runtime.settings.database_url)
+        try:
+            stored = await runtime.store.read_all(conn)
+            assert len(stored) == 1 + len(DEMO["divisions"]) + len(DEMO["people"])
+            await tap.wait_for(len(stored))
+            await eventually(lambda: _is_zero(runtime.relay.lag(conn)), what="relay caught up")
+        finally:
+            await conn.close()
+        await asyncio.sleep(0.2)
+        messages = list(tap.messages)
+    assert len(messages) == len(stored)  # nothing published twice in a clean run
+    for message, env in zip(messages, stored, strict=True):  # in global position order
+        assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT == 2
+        assert message.message_id == str(env.event_id)
+        assert message.routing_key == f"roster.{env.event_type}" == env.routing_key
+        assert message.exchange == f"{system.namespace}.events"
+        assert message.content_type == "application/json"
+        assert message.type == env.event_type and message.app_id == "roster"
+        assert message.correlation_id == str(env.correlation_id)
+        assert message.headers["tenant"] == env.tenant
+        assert message.headers["schema_version"] == env.schema_version
+        wire = Envelope.model_validate_json(message.body)
+        assert wire == env.model_copy(update={"global_position": None})
