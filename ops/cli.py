@@ -155,11 +155,20 @@ async def cmd_lag(args) -> int:
 
 
 async def cmd_health(args) -> int:
+    """Ask each service over AMQP; for one that does not answer, check its database and broker."""
     healthy = True
-    for service in topology.COMMAND_SERVICES:
-        report = await check(Settings.from_env(service))
-        healthy &= report["healthy"]
-        print(json.dumps(report, ensure_ascii=False))
+    settings = _settings()
+    async with CommandClient(settings.amqp_url, settings.namespace) as client:
+        for service in topology.COMMAND_SERVICES:
+            try:
+                reply = await client.send(service, "Health", tenant=DEFAULT_TENANT, token=None,
+                                          timeout=args.timeout)
+                report = {**reply.result, "answers": True}
+            except TimeoutError:
+                report = {**await check(Settings.from_env(service)), "answers": False,
+                          "healthy": False}
+            healthy &= bool(report["healthy"])
+            print(json.dumps(report, ensure_ascii=False))
     return 0 if healthy else 1
 
 
@@ -193,8 +202,9 @@ def parser() -> argparse.ArgumentParser:
     rebuild.add_argument("service")
     rebuild.set_defaults(run=cmd_rebuild)
     sub.add_parser("lag", help="outbox lag and queue depths").set_defaults(run=cmd_lag)
-    sub.add_parser("health", help="database and broker reachability per service").set_defaults(
-        run=cmd_health)
+    health = sub.add_parser("health", help="ask every service how it is (over AMQP)")
+    health.add_argument("--timeout", type=float, default=3.0)
+    health.set_defaults(run=cmd_health)
     return root
 
 

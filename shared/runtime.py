@@ -96,6 +96,7 @@ class ServiceRuntime:
             self.store,
             TokenVerifier(settings.jwt_public_key_pem, settings.jwt_issuer),
             self.definition.own_projections,
+            health=self.health,
         )
         self._register_commands(dispatcher, channel, dead_letters)
         for sub in topology.subscriptions_of(settings.service):
@@ -168,6 +169,22 @@ class ServiceRuntime:
                     correlation_id=raw.correlation_id,
                 )
             await msg.ack()
+
+    async def health(self) -> dict:
+        """What an operator asks first: can we reach our database, is the relay keeping up."""
+        report: dict = {"service": self.settings.service, "broker": "up"}
+        try:
+            async with self._get_pool().acquire(timeout=2) as conn:
+                report["database"] = "up"
+                report["relay_lag"] = await self.relay.lag(conn) if self.relay else None
+        except Exception as exc:
+            report["database"] = f"down: {type(exc).__name__}"
+        report["relay_published"] = self.relay.published if self.relay else 0
+        report["consumers"] = {
+            c.queue: {"applied": c.applied, "duplicates": c.duplicates} for c in self.consumers
+        }
+        report["healthy"] = report["database"] == "up"
+        return report
 
     async def stop(self) -> None:
         for task in self._background_tasks:
