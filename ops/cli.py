@@ -5,6 +5,7 @@
   wfh dlq show QUEUE [--limit N]                                the dead letters of a queue, with reasons
   wfh dlq redrive QUEUE [--limit N]                             put dead letters back on their queue
   wfh rebuild SERVICE                                           drop and rebuild a service's projections
+  wfh verify SERVICE [--public-key FILE]                        detect any tampering with stored events
   wfh lag                                                       outbox lag per service, depth per queue
   wfh health                                                    database and broker reachability per service
 
@@ -172,6 +173,31 @@ async def cmd_health(args) -> int:
     return 0 if healthy else 1
 
 
+async def cmd_verify(args) -> int:
+    """Recompute a service's event hash chain and check its signed checkpoints."""
+    import asyncpg
+
+    from shared.chain import load_public_key
+    from shared.eventstore import verify_store
+
+    public_key = None
+    if args.public_key:
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        text = Path(args.public_key).read_bytes()
+        public_key = load_pem_public_key(text) if text.startswith(b"-----") else load_public_key(text.decode())
+    conn = await asyncpg.connect(Settings.from_env(args.service).database_url)
+    try:
+        verdict = await verify_store(conn, public_key)
+    finally:
+        await conn.close()
+    print(json.dumps({"service": args.service, "intact": verdict.intact, "events": verdict.events,
+                      "unchained_before_chain": verdict.unchained,
+                      "checkpoints": verdict.checkpoints, "problems": verdict.problems},
+                     ensure_ascii=False, indent=2))
+    return 0 if verdict.intact else 1
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="wfh", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,6 +227,10 @@ def parser() -> argparse.ArgumentParser:
     rebuild = sub.add_parser("rebuild", help="drop and rebuild a service's projections")
     rebuild.add_argument("service")
     rebuild.set_defaults(run=cmd_rebuild)
+    verify = sub.add_parser("verify", help="check a service's event hash chain and signed checkpoints")
+    verify.add_argument("service")
+    verify.add_argument("--public-key", help="pin the checkpoint key (PEM or raw base64 file)")
+    verify.set_defaults(run=cmd_verify)
     sub.add_parser("lag", help="outbox lag and queue depths").set_defaults(run=cmd_lag)
     health = sub.add_parser("health", help="ask every service how it is (over AMQP)")
     health.add_argument("--timeout", type=float, default=3.0)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 from opentelemetry import propagate
 
+from shared import chain
 from shared.contracts import Envelope, Event
 
 APPEND_LOCK = 7_0001  # advisory lock key serialising position assignment
@@ -94,7 +95,11 @@ class EventStore:
         actual = await self.stream_version(conn, stream_id)
         if actual != expected_version:
             raise ConcurrencyError(stream_id, expected_version, actual)
-        position = await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
+        last = await conn.fetchrow(
+            "SELECT global_position, chain_hash FROM events ORDER BY global_position DESC LIMIT 1"
+        )
+        position = last["global_position"] if last else 0
+        previous_hash = (last["chain_hash"] if last else None) or chain.GENESIS
         trace_context: dict[str, str] = {}
         propagate.inject(trace_context)
         now = datetime.now(UTC)
@@ -117,8 +122,13 @@ class EventStore:
             )
             for i, e in enumerate(events, start=1)
         ]
+        hashes = []
+        for env in envelopes:
+            previous_hash = chain.link(previous_hash, env.model_dump())
+            hashes.append(previous_hash)
         await conn.executemany(
-            f"INSERT INTO events ({_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+            f"INSERT INTO events ({_COLUMNS}, chain_hash) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
             [
                 (
                     env.global_position,
@@ -134,8 +144,9 @@ class EventStore:
                     env.causation_id,
                     json.dumps(env.trace_context),
                     json.dumps(env.payload, ensure_ascii=False),
+                    chain_hash,
                 )
-                for env in envelopes
+                for env, chain_hash in zip(envelopes, hashes, strict=True)
             ],
         )
         await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
@@ -161,3 +172,57 @@ class EventStore:
 
     async def head_position(self, conn: asyncpg.Connection) -> int:
         return await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
+
+
+async def chain_rows(conn: asyncpg.Connection, after_position: int = 0, limit: int = 10_000):
+    """Stored events as the hash chain sees them, in position order."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS}, chain_hash FROM events WHERE global_position > $1 "
+        "ORDER BY global_position LIMIT $2",
+        after_position, limit,
+    )
+    return [{**dict(r), "payload": json.loads(r["payload"])} for r in rows]
+
+
+async def record_checkpoint(conn: asyncpg.Connection, key) -> int | None:
+    """Sign the chain's current head (if it moved since the last checkpoint); its position."""
+    head = await conn.fetchrow(
+        "SELECT global_position, chain_hash FROM events WHERE chain_hash IS NOT NULL "
+        "ORDER BY global_position DESC LIMIT 1"
+    )
+    if head is None:
+        return None
+    last = await conn.fetchval("SELECT max(position) FROM chain_checkpoints")
+    if last is not None and last >= head["global_position"]:
+        return None
+    public = key.public_key()
+    await conn.execute(
+        "INSERT INTO chain_checkpoints (position, chain_hash, signature, key_id, public_key) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (position) DO NOTHING",
+        head["global_position"], head["chain_hash"],
+        chain.sign_checkpoint(key, head["global_position"], head["chain_hash"]),
+        chain.key_id(public), chain.public_key_text(public),
+    )
+    return head["global_position"]
+
+
+async def verify_store(conn: asyncpg.Connection, public_key=None) -> chain.Verdict:
+    """Recompute a service's whole chain and check its checkpoints.
+
+    `public_key` pins the checkpoint key (from the operator's records); without it each
+    checkpoint is checked against the key stored with it, which proves less.
+    """
+    rows: list[dict] = []
+    position = 0
+    while batch := await chain_rows(conn, position):
+        rows.extend(batch)
+        position = batch[-1]["global_position"]
+    checkpoints = [dict(r) for r in await conn.fetch("SELECT * FROM chain_checkpoints ORDER BY position")]
+    if public_key is not None:
+        return chain.verify_chain(rows, checkpoints, public_key)
+    verdict = chain.verify_chain(rows, [], None)
+    for cp in checkpoints:
+        partial = chain.verify_chain(rows, [cp], chain.load_public_key(cp["public_key"]))
+        verdict.checkpoints += 1
+        verdict.problems += [p for p in partial.problems if p not in verdict.problems]
+    return verdict

@@ -20,7 +20,7 @@ from shared import topology
 from shared.auth import TokenVerifier
 from shared.commands import CommandDispatcher, CommandRouter
 from shared.consumer import DeadLetters, EventConsumer, raw_body
-from shared.eventstore import EventStore
+from shared.eventstore import EventStore, record_checkpoint
 from shared.migrations import migrate
 from shared.observability import configure_logging, get_logger, tracer_provider
 from shared.projection import Projection
@@ -56,6 +56,7 @@ class ServiceRuntime:
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._relay_task: asyncio.Task | None = None
         self._background_tasks: list[asyncio.Task] = []
+        self._checkpoint_task: asyncio.Task | None = None
 
     @property
     def projections(self) -> tuple[Projection, ...]:
@@ -114,6 +115,9 @@ class ServiceRuntime:
             batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds,
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"{settings.service}-relay")
+        self._checkpoint_task = asyncio.create_task(
+            self._sign_chain_periodically(), name=f"{settings.service}-chain-checkpoints"
+        )
         self._background_tasks = [
             asyncio.create_task(self._keep_running(loop), name=f"{settings.service}-{_name(loop)}")
             for loop in self.definition.background
@@ -170,6 +174,25 @@ class ServiceRuntime:
                 )
             await msg.ack()
 
+    def chain_key(self):
+        """This service's checkpoint key (development: created beside the code on first use)."""
+        from shared.auth import DevIdentityProvider
+
+        path = Path(self.settings.chain_key_file or f".run/chain-keys/{self.settings.service}.pem")
+        return DevIdentityProvider.load_or_create(path).private_key
+
+    async def sign_chain(self) -> int | None:
+        async with self._get_pool().acquire() as conn:
+            return await record_checkpoint(conn, self.chain_key())
+
+    async def _sign_chain_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.chain_checkpoint_seconds)
+            try:
+                await self.sign_chain()
+            except Exception as exc:  # the next round tries again
+                log.warning("chain checkpoint failed", error=repr(exc))
+
     async def health(self) -> dict:
         """What an operator asks first: can we reach our database, is the relay keeping up."""
         report: dict = {"service": self.settings.service, "broker": "up"}
@@ -187,6 +210,8 @@ class ServiceRuntime:
         return report
 
     async def stop(self) -> None:
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
         for task in self._background_tasks:
             task.cancel()
         for task in self._background_tasks:

@@ -28,6 +28,9 @@ class Settings:
     # Off where an administrator provisions the broker (least-privilege users cannot declare
     # other services' queues); the definitions then come from `python -m ops.broker_definitions`.
     declare_topology: bool = True
+    # The key signing checkpoints of the event hash chain; created on first use if missing.
+    chain_key_file: str = ""
+    chain_checkpoint_seconds: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -60,6 +63,8 @@ class Settings:
             relay_batch_size=int(_env("WFH_RELAY_BATCH_SIZE", str(cls.relay_batch_size))),
             consumer_prefetch=int(_env("WFH_CONSUMER_PREFETCH", str(cls.consumer_prefetch))),
             handler_attempts=int(_env("WFH_HANDLER_ATTEMPTS", str(cls.handler_attempts))),
+            chain_key_file=_env("WFH_CHAIN_KEY_FILE", f".run/chain-keys/{service}.pem"),
+            chain_checkpoint_seconds=float(_env("WFH_CHAIN_CHECKPOINT_SECONDS", "60")),
             declare_topology=_env("WFH_DECLARE_TOPOLOGY", "true").lower() not in ("0", "false", "no"),
         )
 
