@@ -14,13 +14,14 @@ from pathlib import Path
 
 import asyncpg
 
+from shared.commands import NotFound
 from shared.contracts import roster as ev
 from shared.projection import Projection
 
 MIGRATIONS = Path(__file__).with_name("sql") / "directory"
 TABLES = (
     "dir_departments", "dir_divisions", "dir_people", "dir_signing_keys", "dir_acting_heads",
-    "dir_plans",
+    "dir_plans", "dir_holidays",
 )
 
 
@@ -53,7 +54,10 @@ class Plan:
     title: str
     effective_from: date
     effective_until: date | None
-    holidays: frozenset[date]
+    holidays: frozenset[date]  # the plan's own and the department calendar's
+    sessions: tuple[ev.WorkingSession, ...] = ev.DEFAULT_SESSIONS
+    onsite_rules: tuple[dict, ...] = ()
+    check_in_grace_minutes: int = 30
 
     def covers(self, day: date) -> bool:
         return self.effective_from <= day and (self.effective_until is None or day <= self.effective_until)
@@ -111,6 +115,34 @@ class Directory:
             )
         )
 
+    async def acting_heads(self, division_id: str, on: date) -> list[str]:
+        """Who acts for the division's head on a day."""
+        rows = await self.conn.fetch(
+            "SELECT person_id FROM dir_acting_heads WHERE tenant = $1 AND division_id = $2 "
+            "AND valid_from <= $3 AND $3 <= valid_until ORDER BY person_id",
+            self.tenant, division_id, on,
+        )
+        return [r["person_id"] for r in rows]
+
+    async def acting_head_of(self, person_id: str, on: date) -> frozenset[str]:
+        """The divisions a person acts as head for on a day."""
+        rows = await self.conn.fetch(
+            "SELECT division_id FROM dir_acting_heads WHERE tenant = $1 AND person_id = $2 "
+            "AND valid_from <= $3 AND $3 <= valid_until",
+            self.tenant, person_id, on,
+        )
+        return frozenset(r["division_id"] for r in rows)
+
+    async def active_person(self, person_id: str) -> Person:
+        """The person, still on the staff, or NotFound (a refusal the caller reads)."""
+        person = await self.person(person_id)
+        if person is None or not person.active:
+            raise NotFound(
+                f"Không tìm thấy cán bộ {person_id} trong danh bạ của Sở.",
+                f"No person {person_id} in the department's directory.",
+            )
+        return person
+
     async def public_key(self, key_id: str) -> tuple[str, str] | None:
         row = await self.conn.fetchrow(
             "SELECT person_id, public_key FROM dir_signing_keys WHERE tenant = $1 AND key_id = $2",
@@ -122,11 +154,19 @@ class Directory:
         rows = await self.conn.fetch(
             "SELECT * FROM dir_plans WHERE tenant = $1 ORDER BY effective_from", self.tenant
         )
+        calendar = frozenset(h["day"] for h in await self.holidays())
         return [
             Plan(r["plan_id"], r["title"], r["effective_from"], r["effective_until"],
-                 frozenset(r["holidays"]))
+                 frozenset(r["holidays"]) | calendar,
+                 tuple(ev.WorkingSession.model_validate(s) for s in json.loads(r["sessions"])),
+                 tuple(json.loads(r["onsite_rules"])), r["check_in_grace_minutes"])
             for r in rows
         ]
+
+    async def holidays(self) -> list[asyncpg.Record]:
+        return await self.conn.fetch(
+            "SELECT day, name FROM dir_holidays WHERE tenant = $1 ORDER BY day", self.tenant
+        )
 
 
 def directory_projection(source: str = "own") -> Projection:
@@ -202,10 +242,38 @@ def directory_projection(source: str = "own") -> Projection:
     async def _plan(conn, env, e: ev.PlanActivated) -> None:
         await conn.execute(
             "INSERT INTO dir_plans (tenant, plan_id, title, effective_from, effective_until, "
-            "sessions, holidays, onsite_rules) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "sessions, holidays, onsite_rules, check_in_grace_minutes) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             env.tenant, e.plan_id, e.title, e.effective_from, e.effective_until,
             json.dumps([s.model_dump(mode="json") for s in e.sessions]), list(e.holidays),
-            json.dumps(list(e.onsite_rules), ensure_ascii=False),
+            json.dumps(list(e.onsite_rules), ensure_ascii=False), e.check_in_grace_minutes,
+        )
+
+    @projection.on(ev.PlanAmended)
+    async def _plan_amended(conn, env, e: ev.PlanAmended) -> None:
+        sessions = None if e.sessions is None else json.dumps([s.model_dump(mode="json") for s in e.sessions])
+        rules = None if e.onsite_rules is None else json.dumps(list(e.onsite_rules), ensure_ascii=False)
+        await conn.execute(
+            "UPDATE dir_plans SET title = coalesce($3, title), sessions = coalesce($4::jsonb, sessions), "
+            "holidays = coalesce($5, holidays), onsite_rules = coalesce($6::jsonb, onsite_rules), "
+            "check_in_grace_minutes = coalesce($7, check_in_grace_minutes) "
+            "WHERE tenant = $1 AND plan_id = $2",
+            env.tenant, e.plan_id, e.title, sessions,
+            None if e.holidays is None else list(e.holidays), rules, e.check_in_grace_minutes,
+        )
+
+    @projection.on(ev.HolidayAdded)
+    async def _holiday_added(conn, env, e: ev.HolidayAdded) -> None:
+        await conn.execute(
+            "INSERT INTO dir_holidays (tenant, day, name) VALUES ($1, $2, $3) "
+            "ON CONFLICT (tenant, day) DO UPDATE SET name = EXCLUDED.name",
+            env.tenant, e.day, e.name,
+        )
+
+    @projection.on(ev.HolidayRemoved)
+    async def _holiday_removed(conn, env, e: ev.HolidayRemoved) -> None:
+        await conn.execute(
+            "DELETE FROM dir_holidays WHERE tenant = $1 AND day = $2", env.tenant, e.day
         )
 
     @projection.on(ev.PlanEnded)

@@ -16,13 +16,7 @@ router = CommandRouter()
 
 
 async def _person(directory: Directory, person_id: str) -> Person:
-    person = await directory.person(person_id)
-    if person is None or not person.active:
-        raise NotFound(
-            f"Không tìm thấy cán bộ {person_id} trong danh bạ của Sở.",
-            f"No person {person_id} in the department's directory.",
-        )
-    return person
+    return await directory.active_person(person_id)
 
 
 async def _ledger(uow: UnitOfWork, person_id: str) -> tuple[LeaveLedger, int]:

@@ -1,1 +1,1 @@
-"""The roster service: the organisation directory, remote-work plans (rosters and presence to come)."""
+"""The roster service: the organisation directory, remote-work plans, daily rosters and presence."""

@@ -1,4 +1,5 @@
-"""The department's directory as an aggregate: decisions about divisions, people, keys and plans.
+"""The department's directory as an aggregate: decisions about divisions, people, keys, plans
+and the holiday calendar.
 
 Pure: it is built from the directory stream's events and returns the new events a command
 produces, or raises a DomainError. No I/O.
@@ -12,6 +13,7 @@ from datetime import date
 from shared.commands import DomainError, NotFound
 from shared.contracts import Event
 from shared.contracts import roster as ev
+from shared.localtime import vn_date
 
 
 @dataclass
@@ -34,6 +36,7 @@ class DepartmentDirectory:
     key_ids: set[str] = field(default_factory=set)
     plans: dict[str, ev.PlanActivated] = field(default_factory=dict)
     ended_plans: dict[str, date] = field(default_factory=dict)
+    holidays: dict[date, str] = field(default_factory=dict)
 
     @classmethod
     def from_events(cls, events: list[Event]) -> DepartmentDirectory:
@@ -66,8 +69,17 @@ class DepartmentDirectory:
                 self.key_ids.add(e.key_id)
             case ev.PlanActivated():
                 self.plans[e.plan_id] = e
+            case ev.PlanAmended():
+                changes = {k: v for k, v in e.model_dump(exclude={"plan_id", "reason"}).items() if v is not None}
+                self.plans[e.plan_id] = ev.PlanActivated.model_validate(
+                    {**self.plans[e.plan_id].model_dump(), **changes}
+                )
             case ev.PlanEnded():
                 self.ended_plans[e.plan_id] = e.effective_until
+            case ev.HolidayAdded():
+                self.holidays[e.day] = e.name
+            case ev.HolidayRemoved():
+                self.holidays.pop(e.day, None)
 
     # --- decisions -----------------------------------------------------------------------
 
@@ -171,7 +183,43 @@ class DepartmentDirectory:
                 "Ngày kết thúc phải sau ngày bắt đầu.", "The end date precedes the start date.",
                 code="invalid",
             )
+        check_sessions(e.sessions)
         return [e]
+
+    def amend_plan(self, e: ev.PlanAmended) -> list[Event]:
+        """A change to a plan's title, sessions, own holidays, on-site rules or check-in grace."""
+        plan = self.plans.get(e.plan_id)
+        if plan is None:
+            raise NotFound(f"Không có kế hoạch {e.plan_id}.", f"No plan {e.plan_id}.")
+        if e.sessions is not None:
+            check_sessions(e.sessions)
+        current = plan.model_dump(mode="json")  # as stored: compares lists with lists
+        changed = {
+            k for k, v in e.model_dump(mode="json", exclude={"plan_id", "reason"}).items()
+            if v is not None and v != current[k]
+        }
+        if not changed:
+            raise DomainError(
+                "Nội dung điều chỉnh không thay đổi gì trong kế hoạch.",
+                "The amendment changes nothing in the plan.", code="no_change",
+            )
+        return [e]
+
+    def add_holiday(self, day: date, name: str) -> list[Event]:
+        if self.holidays.get(day) == name:
+            raise DomainError(
+                f"Ngày {vn_date(day)} đã là ngày nghỉ “{name}”.", f"{day} is already the holiday {name!r}.",
+                code="already_exists",
+            )
+        return [ev.HolidayAdded(day=day, name=name)]
+
+    def remove_holiday(self, day: date) -> list[Event]:
+        if day not in self.holidays:
+            raise NotFound(
+                f"Ngày {vn_date(day)} không có trong lịch nghỉ của Sở.",
+                f"{day} is not in the department's holiday calendar.",
+            )
+        return [ev.HolidayRemoved(day=day)]
 
     def end_plan(self, plan_id: str, effective_until: date) -> list[Event]:
         plan = self.plans.get(plan_id)
@@ -193,3 +241,20 @@ class DepartmentDirectory:
     def _require_division(self, division_id: str) -> None:
         if division_id not in self.divisions:
             raise NotFound(f"Không có phòng {division_id}.", f"No division {division_id}.")
+
+
+def check_sessions(sessions: tuple[ev.WorkingSession, ...]) -> None:
+    """Working sessions start before they end, in order, without overlapping."""
+    if not sessions:
+        raise DomainError("Kế hoạch cần ít nhất một buổi làm việc.", "A plan needs a working session.",
+                          code="invalid")
+    previous_end = None
+    for s in sessions:
+        if s.ends <= s.starts or (previous_end is not None and s.starts < previous_end):
+            raise DomainError(
+                f"Buổi làm việc {s.starts:%H:%M}-{s.ends:%H:%M} không hợp lệ: các buổi phải theo thứ tự "
+                "và không chồng lên nhau.",
+                f"Working session {s.starts:%H:%M}-{s.ends:%H:%M} is invalid: sessions must be in order "
+                "and not overlap.", code="invalid",
+            )
+        previous_end = s.ends

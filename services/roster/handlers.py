@@ -1,10 +1,11 @@
-"""One function per roster command: load the directory stream, authorise, decide, append."""
+"""One function per directory and plan command: load the directory stream, authorise, decide,
+append. Owns the service's router; rosters and presence add their routes in their own modules."""
 
 from __future__ import annotations
 
 from shared.commands import CommandRouter, Forbidden, UnitOfWork
 from shared.contracts import roster as ev
-from shared.directory import Directory
+from shared.directory import Directory, Person
 from services.roster import commands as c
 from services.roster.domain import DepartmentDirectory
 
@@ -21,27 +22,49 @@ async def _save(uow: UnitOfWork, version: int, events: list) -> dict:
     return {"events": [e.event_type for e in events]}
 
 
-async def _require_directory_manager(uow: UnitOfWork) -> None:
-    """The IT team (admin scope) and the Chief of Office keep the directory."""
+async def _require(uow: UnitOfWork, may, message_vi: str, message_en: str) -> None:
+    """The IT team (admin scope) may; anyone else only when `may(person)` holds."""
     if uow.identity.is_admin:
         return
     actor = await Directory(uow.conn, uow.tenant).person(uow.identity.person_id)
-    if actor is None or "chief_of_office" not in actor.roles:
-        raise Forbidden(
-            "Chỉ Chánh Văn phòng hoặc Tổ CNTT được thay đổi danh bạ tổ chức.",
-            "Only the Chief of Office or the IT team may change the directory.",
-        )
+    if actor is None or not actor.active or not may(actor):
+        raise Forbidden(message_vi, message_en)
+
+
+async def _require_directory_manager(uow: UnitOfWork) -> None:
+    """The IT team and the Chief of Office keep the directory."""
+    await _require(
+        uow, lambda p: "chief_of_office" in p.roles,
+        "Chỉ Chánh Văn phòng hoặc Tổ CNTT được thay đổi danh bạ tổ chức.",
+        "Only the Chief of Office or the IT team may change the directory.",
+    )
+
+
+async def _require_calendar_keeper(uow: UnitOfWork) -> None:
+    """The Office keeps the holiday calendar (the Director and the IT team may too)."""
+    await _require(
+        uow, lambda p: p.is_director or "chief_of_office" in p.roles,
+        "Chỉ Chánh Văn phòng, Giám đốc Sở hoặc Tổ CNTT được sửa lịch nghỉ của Sở.",
+        "Only the Chief of Office, the Director or the IT team may edit the holiday calendar.",
+    )
 
 
 async def _require_director(uow: UnitOfWork) -> None:
-    if uow.identity.is_admin:
-        return
-    actor = await Directory(uow.conn, uow.tenant).person(uow.identity.person_id)
-    if actor is None or not actor.is_director:
+    await _require(
+        uow, lambda p: p.is_director,
+        "Chỉ Giám đốc Sở được ban hành, điều chỉnh hoặc kết thúc kế hoạch.",
+        "Only the Director may activate, amend or end a plan.",
+    )
+
+
+async def current_person(uow: UnitOfWork) -> Person:
+    """The actor as the directory knows them; rosters and presence are for people, not admins."""
+    person = await Directory(uow.conn, uow.tenant).person(uow.identity.person_id)
+    if person is None or not person.active:
         raise Forbidden(
-            "Chỉ Giám đốc Sở được ban hành hoặc kết thúc kế hoạch.",
-            "Only the Director may activate or end a plan.",
+            "Bạn không có tên trong danh bạ của Sở.", "You are not in the department's directory.",
         )
+    return person
 
 
 @router.command(c.ImportDepartment)
@@ -121,6 +144,28 @@ async def activate_plan(cmd: c.ActivatePlan, uow: UnitOfWork) -> dict:
     return await _save(uow, version, directory.activate_plan(ev.PlanActivated(**cmd.model_dump())))
 
 
+@router.command(c.AmendPlan)
+async def amend_plan(cmd: c.AmendPlan, uow: UnitOfWork) -> dict:
+    """The Director amends a plan: sessions, own days off, on-site rules, check-in grace, title."""
+    await _require_director(uow)
+    directory, version = await _load(uow)
+    return await _save(uow, version, directory.amend_plan(ev.PlanAmended(**cmd.model_dump())))
+
+
+@router.command(c.AddHoliday)
+async def add_holiday(cmd: c.AddHoliday, uow: UnitOfWork) -> dict:
+    await _require_calendar_keeper(uow)
+    directory, version = await _load(uow)
+    return await _save(uow, version, directory.add_holiday(cmd.day, cmd.name))
+
+
+@router.command(c.RemoveHoliday)
+async def remove_holiday(cmd: c.RemoveHoliday, uow: UnitOfWork) -> dict:
+    await _require_calendar_keeper(uow)
+    directory, version = await _load(uow)
+    return await _save(uow, version, directory.remove_holiday(cmd.day))
+
+
 @router.command(c.EndPlan)
 async def end_plan(cmd: c.EndPlan, uow: UnitOfWork) -> dict:
     await _require_director(uow)
@@ -146,3 +191,8 @@ async def get_directory(q: c.GetDirectory, uow: UnitOfWork) -> dict:
 async def get_plans(q: c.GetPlans, uow: UnitOfWork) -> list[dict]:
     plans = await Directory(uow.conn, uow.tenant).plans()
     return [{**p.__dict__, "holidays": sorted(p.holidays)} for p in plans]
+
+
+@router.query(c.GetHolidays)
+async def get_holidays(q: c.GetHolidays, uow: UnitOfWork) -> list[dict]:
+    return [dict(r) for r in await Directory(uow.conn, uow.tenant).holidays()]
