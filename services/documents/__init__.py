@@ -1,0 +1,1 @@
+"""The documents service: registers, drafts to signature, secret documents, tasks, meetings."""
