@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SERVICE ?= leave
 
-.PHONY: install run test unit integration replay up down clean
+DOCS_DEPS := docs/asyncapi/node_modules/.package-lock.json
+
+.PHONY: install run test unit integration replay docs up down clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(VENV)/.installed
+# The official AsyncAPI parser, which the tests use to validate the generated documents.
+$(DOCS_DEPS): docs/asyncapi/package.json docs/asyncapi/package-lock.json
+	cd docs/asyncapi && npm ci --no-audit --no-fund --loglevel=error
+
+install: $(VENV)/.installed $(DOCS_DEPS)
 
 run: install
 	@$(PY) -m ops.preflight
@@ -32,6 +38,9 @@ integration: install
 replay: install
 	$(PY) -m ops.replay $(SERVICE)
 
+docs: install
+	$(PY) -m ops.asyncapi
+
 up:
 	docker compose -f deploy/docker-compose.yml up -d --build
 
@@ -39,4 +48,4 @@ down:
 	docker compose -f deploy/docker-compose.yml down
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache
+	rm -rf $(VENV) .run .pytest_cache docs/asyncapi/node_modules

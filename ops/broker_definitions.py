@@ -13,6 +13,12 @@ from shared import topology
 
 
 def definitions(namespace: str, vhost: str) -> dict:
+    exchanges = [
+        {"name": name, "vhost": vhost, "type": "topic", "durable": True, "auto_delete": False,
+         "internal": False, "arguments": {}}
+        for name in (f"{namespace}.events", f"{namespace}.dead-letters",
+                     topology.notifications_exchange(namespace))
+    ]
     queues, bindings = [], []
     for name in topology.all_queues(namespace):
         queues.append({"name": name, "vhost": vhost, "durable": True, "auto_delete": False,
@@ -27,14 +33,14 @@ def definitions(namespace: str, vhost: str) -> dict:
             bindings.append({"source": f"{namespace}.events", "vhost": vhost,
                              "destination": sub.queue(namespace), "destination_type": "queue",
                              "routing_key": key, "arguments": {}})
-    return {"queues": queues, "bindings": bindings}
+    return {"exchanges": exchanges, "queues": queues, "bindings": bindings}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--namespace", default="wfh")
     parser.add_argument("--vhost", default="wfh")
-    parser.add_argument("--merge", help="definitions file whose queues and bindings are replaced")
+    parser.add_argument("--merge", help="definitions file whose exchanges, queues and bindings are replaced")
     args = parser.parse_args()
     generated = definitions(args.namespace, args.vhost)
     if args.merge:

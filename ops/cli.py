@@ -8,6 +8,7 @@
   wfh verify SERVICE [--public-key FILE]                        detect any tampering with stored events
   wfh lag                                                       outbox lag per service, depth per queue
   wfh health                                                    database and broker reachability per service
+  wfh republish [TARGET]                                        every service re-sends its events to TARGET (reporting)
 
 Tokens are development tokens signed by .run/dev-idp.pem (the key `make run` creates).
 """
@@ -198,6 +199,24 @@ async def cmd_verify(args) -> int:
     return 0 if verdict.intact else 1
 
 
+async def cmd_republish(args) -> int:
+    """Refill a consumer's lost store: every other service republishes its events to it."""
+    from shared.republish import replay_all
+
+    token = _dev_idp().mint("it-admin", args.tenant, scopes=(ADMIN_SCOPE,))
+    settings = _settings()
+    async with CommandClient(settings.amqp_url, settings.namespace) as client:
+        async def send(service, command, payload):
+            return await client.send(service, command, payload, tenant=args.tenant, token=token,
+                                     timeout=args.timeout)
+
+        for service in topology.COMMAND_SERVICES:
+            if service != args.target:
+                count = await replay_all(send, service, args.target)
+                print(f"{service}: {count} events republished to {args.target}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="wfh", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -235,6 +254,11 @@ def parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="ask every service how it is (over AMQP)")
     health.add_argument("--timeout", type=float, default=3.0)
     health.set_defaults(run=cmd_health)
+    republish = sub.add_parser("republish", help="refill a consumer's store from every service's events")
+    republish.add_argument("target", nargs="?", default="reporting")
+    republish.add_argument("--tenant", default=DEFAULT_TENANT)
+    republish.add_argument("--timeout", type=float, default=60.0)
+    republish.set_defaults(run=cmd_republish)
     return root
 
 

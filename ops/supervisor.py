@@ -13,15 +13,19 @@ import sys
 import time
 from pathlib import Path
 
-from ops.demo import DemoError, load_department, play_demo_day
+from ops.demo import DemoError, load_department, play_demo_day, report_of_the_day
 from ops.preflight import problems, HOW_TO_START
 from shared.auth import DevIdentityProvider
 from shared.client import CommandClient
 from shared.settings import Settings
 
 ROOT = Path(__file__).parents[1]
-RUN_DIR = ROOT / ".run"
-SERVICES = ("roster", "leave")
+RUN_DIR = Path(os.environ.get("WFH_RUN_DIR", ROOT / ".run")).resolve()
+SERVICES = ("roster", "leave", "notify", "documents", "reporting")
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def say(text: str) -> None:
@@ -55,7 +59,7 @@ class Supervised:
             self.restarts += 1
             delay = min(2 ** self.restarts, 30)
             say(f"  ! {self.name} exited with code {code}; restarting in {delay}s "
-                f"(see {self.log_path.relative_to(ROOT)})")
+                f"(see {_shown(self.log_path)})")
             await asyncio.sleep(delay)
             if not self.stopping:
                 await self.start()
@@ -71,7 +75,8 @@ class Supervised:
 
 
 async def wait_until_answering(client: CommandClient, tenant: str, token: str) -> None:
-    probes = {"roster": "GetPlans", "leave": "GetLeaveBalance"}
+    probes = {"roster": "GetPlans", "leave": "GetLeaveBalance", "notify": "ListNotifications",
+              "documents": "ListDocuments", "reporting": "ListPublishedReports"}
     deadline = time.monotonic() + 60
     for service, query in probes.items():
         while True:
@@ -83,6 +88,29 @@ async def wait_until_answering(client: CommandClient, tenant: str, token: str) -
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{service} did not answer within 60 s") from None
                 await asyncio.sleep(0.5)
+
+
+def notify_where_to_look(idp: DevIdentityProvider, namespace: str) -> list[str]:
+    """The notifications page (signed in as the demo day's division head), bots, email."""
+    import json
+
+    from ops.demo import DEPARTMENT_FILE
+    from services.notify.config import NotifyConfig
+    from shared.topology import notifications_exchange
+
+    spec = json.loads(DEPARTMENT_FILE.read_text())
+    head = next(p for p in spec["people"] if p["division_id"] == "cntt" and "division_head" in p["roles"])
+    config = NotifyConfig.from_env()
+    host = "127.0.0.1" if config.http_host in ("0.0.0.0", "") else config.http_host
+    token = idp.mint(head["id"], spec["tenant"], ttl_seconds=12 * 3600)
+    email = (f"email via {config.smtp_host}:{config.smtp_port}" if config.email_enabled
+             else "email off (set WFH_SMTP_HOST, WFH_SMTP_PORT, WFH_SMTP_TLS, WFH_SMTP_USER, WFH_SMTP_PASSWORD)")
+    return [
+        f"  Notifications page ({head['full_name']}, the head who approved the demo leave):",
+        f"    http://{host}:{config.http_port}/#token={token}",
+        f"  Chat bots: bind a queue to exchange {notifications_exchange(namespace)} with "
+        f"{spec['tenant']}.person.<id> or {spec['tenant']}.division.<id>; {email}",
+    ]
 
 
 async def main() -> int:
@@ -98,6 +126,7 @@ async def main() -> int:
     idp = DevIdentityProvider.load_or_create(RUN_DIR / "dev-idp.pem")
     public_key_file = RUN_DIR / "dev-idp.pub.pem"
     env = {**os.environ, "WFH_JWT_PUBLIC_KEY_FILE": str(public_key_file), "WFH_JWT_ISSUER": idp.issuer}
+    env.setdefault("WFH_REPORTING_DIR", str(RUN_DIR / "reports"))
     settings = Settings.from_env("roster")
 
     say(f"Starting {', '.join(SERVICES)} (migrations run as each starts)…")
@@ -123,16 +152,27 @@ async def main() -> int:
             say("Playing a short demo day…")
             for line in await play_demo_day(client, idp):
                 say(f"  • {line}")
+            say("The Office's report of the day (reporting, from the event stream)…")
+            lines, files = await report_of_the_day(client, idp)
+            for line in lines:
+                say(f"  • {line}")
+            say(f"  HTML: {_shown(Path(files['html']))}")
+            say(f"  PDF:  {_shown(Path(files['pdf']))}")
         say("")
         say("The system is up. Where to look:")
         for s in services:
-            say(f"  {s.name:8} logs: {s.log_path.relative_to(ROOT)}")
+            say(f"  {s.name:10} logs: {_shown(s.log_path)}")
         say(f"  RabbitMQ: exchange {settings.events_exchange}, queues {settings.namespace}.*"
             "  (rabbitmqctl list_queues name messages)")
-        say("  PostgreSQL: databases wfh_roster, wfh_leave (psql -h 127.0.0.1 -U postgres wfh_leave)")
+        databases = ", ".join(
+            Settings.from_env(s.name).database_url.rsplit("/", 1)[-1] for s in services
+        )
+        say(f"  PostgreSQL: databases {databases} (psql -h 127.0.0.1 -U postgres <database>)")
+        for line in notify_where_to_look(idp, settings.namespace):
+            say(line)
         otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         say(f"  Traces: {'exported to ' + otlp if otlp else 'set OTEL_EXPORTER_OTLP_ENDPOINT to export them (make up runs Grafana)'}")
-        say(f"  Development tokens are signed by {RUN_DIR.relative_to(ROOT)}/dev-idp.pem")
+        say(f"  Development tokens are signed by {_shown(RUN_DIR / 'dev-idp.pem')}")
         say("Press Ctrl-C to stop.")
         await stop.wait()
     except (DemoError, RuntimeError) as exc:

@@ -188,25 +188,30 @@ class EventConsumer:
             if seq is None:
                 self.duplicates += 1
                 return
-            last = await conn.fetchval(
-                "SELECT version FROM inbox_streams WHERE consumer = $1 AND stream_id = $2 FOR UPDATE",
-                consumer,
-                envelope.stream_id,
-            )
-            if last is not None and envelope.stream_version <= last:
-                raise OutOfOrderError(
-                    f"out of order: {envelope.stream_id} v{envelope.stream_version} arrived after v{last}"
-                )
-            await conn.execute(
-                "INSERT INTO inbox_streams (consumer, stream_id, version) VALUES ($1, $2, $3) "
-                "ON CONFLICT (consumer, stream_id) DO UPDATE SET version = EXCLUDED.version",
-                consumer,
-                envelope.stream_id,
-                envelope.stream_version,
-            )
+            if self.subscription.ordered:
+                await self._check_order(conn, consumer, envelope)
             await self.projection.apply(conn, envelope, event)
             await self.projection.advance(conn, seq)
         self.applied += 1
+
+    async def _check_order(self, conn, consumer: str, envelope: Envelope) -> None:
+        """Per stream, an event older than the last one applied is out of order."""
+        last = await conn.fetchval(
+            "SELECT version FROM inbox_streams WHERE consumer = $1 AND stream_id = $2 FOR UPDATE",
+            consumer,
+            envelope.stream_id,
+        )
+        if last is not None and envelope.stream_version <= last:
+            raise OutOfOrderError(
+                f"out of order: {envelope.stream_id} v{envelope.stream_version} arrived after v{last}"
+            )
+        await conn.execute(
+            "INSERT INTO inbox_streams (consumer, stream_id, version) VALUES ($1, $2, $3) "
+            "ON CONFLICT (consumer, stream_id) DO UPDATE SET version = EXCLUDED.version",
+            consumer,
+            envelope.stream_id,
+            envelope.stream_version,
+        )
 
     async def _dead_letter(self, raw, reason: str) -> None:
         await self._dead_letters.send(

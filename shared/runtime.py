@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from shared.migrations import migrate
 from shared.observability import configure_logging, get_logger, tracer_provider
 from shared.projection import Projection
 from shared.relay import OutboxRelay
+from shared.republish import republish_router
 from shared.settings import Settings
 
 log = get_logger("wfh.runtime")
@@ -92,7 +94,10 @@ class ServiceRuntime:
             graceful_timeout=10.0,
         )
         dispatcher = CommandDispatcher(
-            self.definition.router,
+            # Every service also answers RepublishEvents (shared.republish) for the IT team.
+            CommandRouter.combine(
+                self.definition.router, republish_router(lambda: channel, settings.events_exchange)
+            ),
             self._get_pool,
             self.store,
             TokenVerifier(settings.jwt_public_key_pem, settings.jwt_issuer),
@@ -167,7 +172,7 @@ class ServiceRuntime:
             elif not reply.ok:
                 # Nobody waits for this answer: keep the command where an operator sees why.
                 await dead_letters.send(
-                    queue_name, raw.body, dict(raw.headers or {}),
+                    queue_name, dead_letter_body(raw.body, reply), dict(raw.headers or {}),
                     f"{reply.error.code}: {reply.error.message_en}",
                     content_type=raw.content_type, message_id=raw.message_id,
                     correlation_id=raw.correlation_id,
@@ -242,6 +247,22 @@ class ServiceRuntime:
                     continue
                 counts[projection.name] = await projection.rebuild(conn, self.store)
         return counts
+
+
+# Failures worth re-driving after a fix keep the whole command; a refused command would be
+# refused again, and its payload may hold what must not rest in a queue (secret documents).
+REDRIVABLE_CODES = frozenset({"internal", "conflict"})
+
+
+def dead_letter_body(body: bytes, reply) -> bytes:
+    if reply.error.code in REDRIVABLE_CODES:
+        return body
+    try:
+        command = json.loads(body)
+        kept = {k: command[k] for k in ("command_id", "type", "tenant") if k in command}
+    except (ValueError, TypeError):
+        kept = {}
+    return json.dumps({**kept, "payload_removed": f"refused ({reply.error.code}): not kept"}).encode()
 
 
 def _name(loop: Callable) -> str:

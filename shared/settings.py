@@ -56,7 +56,10 @@ class Settings:
             service=service,
             amqp_url=_env("WFH_AMQP_URL", cls.amqp_url),
             database_url=os.environ.get(f"WFH_{upper}_DATABASE_URL")
-            or _env("WFH_DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/wfh_{service}"),
+            or os.environ.get("WFH_DATABASE_URL")
+            # One variable for all services' databases, e.g. ".../e2e_{service}" in tests.
+            or _env("WFH_DATABASE_URL_TEMPLATE", "postgresql://postgres@127.0.0.1:5432/wfh_{service}")
+            .format(service=service),
             namespace=_env("WFH_NAMESPACE", cls.namespace),
             jwt_public_key_pem=key_pem,
             jwt_issuer=_env("WFH_JWT_ISSUER", cls.jwt_issuer),

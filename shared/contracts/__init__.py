@@ -133,4 +133,6 @@ def now_utc() -> datetime:
 # Importing the contract modules registers every event type.
 from shared.contracts import leave as leave  # noqa: E402
 from shared.contracts import roster as roster  # noqa: E402
-
+from shared.contracts import notify as notify  # noqa: E402
+from shared.contracts import documents as documents  # noqa: E402
+from shared.contracts import reporting as reporting  # noqa: E402

@@ -1,5 +1,6 @@
 """The operator CLI against running services: send as an actor, dead letters, lag, health, rebuild."""
 
+import importlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -9,8 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from ops import cli
-from services.leave.app import definition as leave_service
-from services.roster.app import definition as roster_service
+from shared import topology
 from shared.contracts import Envelope
 from tests.conftest import AMQP_URL, TENANT, eventually
 
@@ -19,16 +19,19 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def services(system, monkeypatch, tmp_path):
-    await system.start(roster_service())
-    leave = await system.start(leave_service())
+    monkeypatch.setenv("WFH_NOTIFY_HTTP_PORT", "0")  # notify's web feed on any free port
+    # `wfh health` and `wfh lag` report every service that takes commands: start them all.
+    for service in topology.COMMAND_SERVICES:
+        await system.start(importlib.import_module(f"services.{service}.app").definition())
+    leave = system.runtimes["leave"]
     key_file = tmp_path / "idp.pem"
     key_file.write_bytes(system.idp.private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     monkeypatch.setenv("WFH_DEV_IDP_KEY_FILE", str(key_file))
     monkeypatch.setenv("WFH_JWT_ISSUER", system.idp.issuer)
     monkeypatch.setenv("WFH_NAMESPACE", system.namespace)
-    for service in ("roster", "leave"):
-        monkeypatch.setenv(f"WFH_{service.upper()}_DATABASE_URL", system.runtimes[service].settings.database_url)
+    for service, runtime in system.runtimes.items():
+        monkeypatch.setenv(f"WFH_{service.upper()}_DATABASE_URL", runtime.settings.database_url)
     return leave
 
 
@@ -98,11 +101,27 @@ async def test_dead_letters_are_shown_with_reason_and_redriven_after_a_fix(syste
 
 
 async def test_lag_health_and_rebuild(system, services, capsys):
-    code, out, _ = await run(capsys, "health")
-    reports = [json.loads(line) for line in out.splitlines()]
-    assert code == 0 and {r["service"] for r in reports} >= {"roster", "leave"}
-    assert all(r["healthy"] for r in reports)
+    code, out, _ = await run(capsys, "health", "--timeout", "2")
+    reports = {r["service"]: r for r in map(json.loads, out.splitlines())}
+    assert code == 0 and set(reports) == set(topology.COMMAND_SERVICES)
+    assert all(r["answers"] and r["healthy"] and r["database"] == "up" for r in reports.values())
+    # A stopped service does not answer: the CLI says so, checks its database directly, and fails.
+    await system.runtimes.pop("roster").stop()
+    code, out, _ = await run(capsys, "health", "--timeout", "1")
+    reports = {r["service"]: r for r in map(json.loads, out.splitlines())}
+    assert code == 1 and not reports["roster"]["answers"] and not reports["roster"]["healthy"]
+    assert reports["roster"]["database"] == "up" and reports["leave"]["answers"]
     code, out, _ = await run(capsys, "lag")
     assert code == 0 and f"{system.namespace}.leave.directory " in out and "1 consumer(s)" in out
     code, out, _ = await run(capsys, "rebuild", "leave")
     assert code == 0 and "identical to before" in out
+
+
+async def test_republish_refills_reporting_from_every_service(system, services, capsys):
+    assert (await system.send("roster", "ImportDepartment", {
+        "tenant": TENANT, "name": "Sở Thử nghiệm", "symbol": "STN",
+        "divisions": [{"id": "vp", "name": "Văn phòng Sở", "kind": "office"}], "people": []})).ok
+    code, out, _ = await run(capsys, "republish", "reporting")
+    lines = dict(line.split(": ", 1) for line in out.splitlines())
+    assert code == 0 and set(lines) == set(topology.COMMAND_SERVICES) - {"reporting"}
+    assert lines["roster"] == "2 events republished to reporting"  # the department, its division
