@@ -6,6 +6,7 @@
   wfh dlq redrive QUEUE [--limit N]                             put dead letters back on their queue
   wfh rebuild SERVICE                                           drop and rebuild a service's projections
   wfh verify SERVICE [--public-key FILE]                        detect any tampering with stored events
+  wfh report [--day D | --from D --to D] [--out DIR]            show a report and export its JSON/HTML/PDF
   wfh lag                                                       outbox lag per service, depth per queue
   wfh health                                                    database and broker reachability per service
   wfh republish [TARGET]                                        every service re-sends its events to TARGET (reporting)
@@ -217,6 +218,41 @@ async def cmd_republish(args) -> int:
     return 0
 
 
+async def cmd_report(args) -> int:
+    """Ask reporting for a report; print its summary, and write its files with --out."""
+    import base64
+
+    spec = json.loads((Path(__file__).parents[1] / "services/roster/demo/department.json").read_text())
+    actor = args.actor or next(p["id"] for p in spec["people"] if "chief_of_office" in p["roles"])
+    payload = {"kind": "period" if (args.start or args.end) else "daily", "locale": args.locale,
+               "include_files": bool(args.out)}
+    for key in ("day", "start", "end", "as_of"):
+        if getattr(args, key):
+            payload[key] = getattr(args, key)
+    settings = _settings("reporting")
+    async with CommandClient(settings.amqp_url, settings.namespace) as client:
+        reply = await client.send("reporting", "GenerateReport", payload, tenant=args.tenant,
+                                  token=_dev_idp().mint(actor, args.tenant), timeout=args.timeout)
+    if not reply.ok:
+        print(reply.model_dump_json(indent=2, exclude_none=True))
+        return 2
+    result = reply.result
+    print(result["title"])
+    for line in result.get("summary", []):
+        print(f"  • {line}")
+    if args.json:
+        print(json.dumps(result["report"], ensure_ascii=False, indent=2))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = Path(result["files"]["pdf"]).stem
+        (out / f"{stem}.json").write_text(json.dumps(result["report"], ensure_ascii=False, indent=2))
+        (out / f"{stem}.html").write_bytes(base64.b64decode(result["html_base64"]))
+        (out / f"{stem}.pdf").write_bytes(base64.b64decode(result["pdf_base64"]))
+        print(f"written: {out / stem}.{{json,html,pdf}}", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="wfh", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -254,6 +290,19 @@ def parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="ask every service how it is (over AMQP)")
     health.add_argument("--timeout", type=float, default=3.0)
     health.set_defaults(run=cmd_health)
+    report = sub.add_parser("report", help="show a report (daily by default) and export its files")
+    report.add_argument("--day", help="YYYY-MM-DD (today by default)")
+    report.add_argument("--from", dest="start", help="period start, YYYY-MM-DD")
+    report.add_argument("--to", dest="end", help="period end, YYYY-MM-DD")
+    report.add_argument("--as-of", dest="as_of", help="the stream as it stood then (ISO time with zone)")
+    report.add_argument("--locale", choices=("vi", "en"), default="vi")
+    report.add_argument("--as", dest="actor", help="person asking (the Chief of Office by default)")
+    report.add_argument("--out", help="folder to write the JSON, HTML and PDF into")
+    report.add_argument("--json", action="store_true", help="print the report's JSON too")
+    report.add_argument("--tenant", default=DEFAULT_TENANT)
+    report.add_argument("--timeout", type=float, default=60.0)
+    report.set_defaults(run=cmd_report)
+
     republish = sub.add_parser("republish", help="refill a consumer's store from every service's events")
     republish.add_argument("target", nargs="?", default="reporting")
     republish.add_argument("--tenant", default=DEFAULT_TENANT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from shared.auth import TokenVerifier
 from shared.commands import CommandDispatcher, CommandRouter
 from shared.consumer import DeadLetters, EventConsumer, raw_body
 from shared.eventstore import EventStore, record_checkpoint
+from shared.metrics import ServiceMetrics
 from shared.migrations import migrate
 from shared.observability import configure_logging, get_logger, tracer_provider
 from shared.projection import Projection
@@ -59,6 +61,8 @@ class ServiceRuntime:
         self._relay_task: asyncio.Task | None = None
         self._background_tasks: list[asyncio.Task] = []
         self._checkpoint_task: asyncio.Task | None = None
+        self.metrics: ServiceMetrics | None = None
+        self._metrics_task: asyncio.Task | None = None
 
     @property
     def projections(self) -> tuple[Projection, ...]:
@@ -120,6 +124,10 @@ class ServiceRuntime:
             batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds,
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"{settings.service}-relay")
+        self.metrics = ServiceMetrics(self)
+        self._metrics_task = asyncio.create_task(
+            self._sample_metrics_periodically(), name=f"{settings.service}-metrics"
+        )
         self._checkpoint_task = asyncio.create_task(
             self._sign_chain_periodically(), name=f"{settings.service}-chain-checkpoints"
         )
@@ -159,7 +167,10 @@ class ServiceRuntime:
         )
         async def on_command(msg: RabbitMessage) -> None:
             raw = msg.raw_message
+            started = time.perf_counter()
             reply = await dispatcher.dispatch(msg.body)
+            if self.metrics is not None:
+                self.metrics.record_command(_command_type(msg.body), reply.ok, time.perf_counter() - started)
             if raw.reply_to:
                 await channel.default_exchange.publish(
                     aio_pika.Message(
@@ -198,6 +209,22 @@ class ServiceRuntime:
             except Exception as exc:  # the next round tries again
                 log.warning("chain checkpoint failed", error=repr(exc))
 
+    async def sample_metrics(self):
+        """Read lag and queue depths now (the loop below does it every few seconds)."""
+        channel = await self._connection.channel()
+        try:
+            return await self.metrics.sample(channel)
+        finally:
+            await channel.close()
+
+    async def _sample_metrics_periodically(self) -> None:
+        while True:
+            try:
+                await self.sample_metrics()
+            except Exception as exc:  # the broker or database is away: keep the last readings
+                log.debug("metrics sampling failed", error=repr(exc))
+            await asyncio.sleep(self.settings.metrics_sample_seconds)
+
     async def health(self) -> dict:
         """What an operator asks first: can we reach our database, is the relay keeping up."""
         report: dict = {"service": self.settings.service, "broker": "up"}
@@ -215,8 +242,9 @@ class ServiceRuntime:
         return report
 
     async def stop(self) -> None:
-        if self._checkpoint_task is not None:
-            self._checkpoint_task.cancel()
+        for task in (self._checkpoint_task, self._metrics_task):
+            if task is not None:
+                task.cancel()
         for task in self._background_tasks:
             task.cancel()
         for task in self._background_tasks:
@@ -263,6 +291,14 @@ def dead_letter_body(body: bytes, reply) -> bytes:
     except (ValueError, TypeError):
         kept = {}
     return json.dumps({**kept, "payload_removed": f"refused ({reply.error.code}): not kept"}).encode()
+
+
+def _command_type(body: bytes) -> str:
+    try:
+        value = json.loads(body).get("type")
+    except (ValueError, AttributeError):
+        return "malformed"
+    return value if isinstance(value, str) and len(value) <= 100 else "malformed"
 
 
 def _name(loop: Callable) -> str:

@@ -31,6 +31,7 @@ class Settings:
     # The key signing checkpoints of the event hash chain; created on first use if missing.
     chain_key_file: str = ""
     chain_checkpoint_seconds: float = 60.0
+    metrics_sample_seconds: float = 5.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -68,6 +69,7 @@ class Settings:
             handler_attempts=int(_env("WFH_HANDLER_ATTEMPTS", str(cls.handler_attempts))),
             chain_key_file=_env("WFH_CHAIN_KEY_FILE", f".run/chain-keys/{service}.pem"),
             chain_checkpoint_seconds=float(_env("WFH_CHAIN_CHECKPOINT_SECONDS", "60")),
+            metrics_sample_seconds=float(_env("WFH_METRICS_SAMPLE_SECONDS", "5")),
             declare_topology=_env("WFH_DECLARE_TOPOLOGY", "true").lower() not in ("0", "false", "no"),
         )
 

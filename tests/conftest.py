@@ -26,6 +26,14 @@ _provider = TracerProvider()
 _provider.add_span_processor(SimpleSpanProcessor(SPANS))
 trace.set_tracer_provider(_provider)
 
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+# Every metric of the in-process services, read on demand by the tests.
+METRICS = InMemoryMetricReader()
+otel_metrics.set_meter_provider(MeterProvider(metric_readers=[METRICS]))
+
 from shared.observability import configure_logging
 
 configure_logging("tests")  # JSON lines on stderr, as the services write them

@@ -7,6 +7,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -25,12 +29,14 @@ class ReceivedSpan:
 @dataclass
 class OtlpReceiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
+    metrics: dict[str, set[str]] = field(default_factory=dict)  # metric name -> services
     _runner: web.AppRunner | None = None
     port: int = 0
 
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
+        app.router.add_post("/v1/metrics", self._metrics)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -57,6 +63,19 @@ class OtlpReceiver:
                         span.name, service,
                     ))
         return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
+                            content_type="application/x-protobuf")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        export = ExportMetricsServiceRequest.FromString(body)
+        for resource_metrics in export.resource_metrics:
+            attributes = {a.key: a.value.string_value for a in resource_metrics.resource.attributes}
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    self.metrics.setdefault(metric.name, set()).add(attributes.get("service.name", "?"))
+        return web.Response(body=ExportMetricsServiceResponse().SerializeToString(),
                             content_type="application/x-protobuf")
 
     def services_by_trace(self) -> dict[str, set[str]]:

@@ -112,6 +112,8 @@ async def running(tmp_path, run_id):
         "WFH_CHAIN_KEY_FILE": str(tmp_path / "chain.pem"),
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "WFH_METRICS_SAMPLE_SECONDS": "1",
         "WFH_DEV_IDP_KEY_FILE": str(tmp_path / "dev-idp.pem"),
     }
     supervisor = Supervisor(env)
@@ -196,6 +198,15 @@ async def test_make_run_plays_the_demo_day_and_answers_cli_client_and_traces(run
     deadline = time.monotonic() + 20
     while not any(len(s) >= 3 for s in receiver.services_by_trace().values()):
         assert time.monotonic() < deadline, receiver.services_by_trace()
+        await asyncio.sleep(0.5)
+
+    # Metrics beside the traces, exported by every service process over OTLP.
+    wanted = {"wfh.events.appended", "wfh.events.published", "wfh.events.consumed", "wfh.outbox.lag",
+              "wfh.consumer.lag", "wfh.dead_letters", "wfh.command.duration"}
+    deadline = time.monotonic() + 20
+    while not (wanted <= set(receiver.metrics)
+               and len(receiver.metrics["wfh.events.appended"]) == len(topology.COMMAND_SERVICES)):
+        assert time.monotonic() < deadline, receiver.metrics
         await asyncio.sleep(0.5)
 
     # A killed service is restarted by the supervisor and answers again.

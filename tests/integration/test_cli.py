@@ -125,3 +125,24 @@ async def test_republish_refills_reporting_from_every_service(system, services, 
     lines = dict(line.split(": ", 1) for line in out.splitlines())
     assert code == 0 and set(lines) == set(topology.COMMAND_SERVICES) - {"reporting"}
     assert lines["roster"] == "2 events republished to reporting"  # the department, its division
+
+
+async def test_report_is_shown_and_exported(system, services, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("WFH_REPORTING_DATABASE_URL", system.runtimes["reporting"].settings.database_url)
+    demo = json.loads(open("services/roster/demo/department.json").read())
+    assert (await system.send("roster", "ImportDepartment", demo)).ok
+    chief = next(p["id"] for p in demo["people"] if "chief_of_office" in p["roles"])
+
+    async def reporting_knows_the_chief():
+        code, out, _ = await run(capsys, "report", "--day", "2037-01-05", "--as", chief)
+        return code == 0 and out
+
+    out = await eventually(reporting_knows_the_chief, timeout=20)
+    assert out.startswith("Báo cáo") and "05/01/2037" in out.splitlines()[0]
+    exported = tmp_path / "exported"
+    code, out, err = await run(capsys, "report", "--day", "2037-01-05", "--locale", "en",
+                               "--out", str(exported), "--json")
+    assert code == 0 and "written:" in err
+    assert sorted(p.suffix for p in exported.iterdir()) == [".html", ".json", ".pdf"]
+    assert next(exported.glob("*.pdf")).read_bytes().startswith(b"%PDF")
+    assert json.loads(next(exported.glob("*.json")).read_text())["kind"] == "daily"

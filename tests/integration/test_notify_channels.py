@@ -187,3 +187,19 @@ async def test_page_in_headless_chromium_shows_live_notifications(system, notify
         await browser.goto(f"{page}#token={forged}")
         text = await browser.wait_for_text("Không xác thực được người dùng")
         assert "Đơn xin nghỉ phép" not in text
+
+
+async def test_the_python_client_subscribes_to_a_persons_notifications(system, notify):
+    from shared.client import NotificationFeed
+    from tests.conftest import AMQP_URL
+
+    async with NotificationFeed(AMQP_URL, system.namespace, TENANT, person_id=HEAD) as feed, \
+            NotificationFeed(AMQP_URL, system.namespace, TENANT, division_id=DIVISION) as division:
+        source = leave_requested(STAFF[0])
+        await publish(system, source)
+        told = await feed.next(timeout=15)
+        assert told.recipient_id == HEAD and told.source_event_id == source.event_id
+        assert told.kind == "LeaveRequested" and "nghỉ phép" in told.title
+        assert (await division.next(timeout=15)).delivery_id == told.delivery_id
+        with pytest.raises(TimeoutError):
+            await feed.next(timeout=1)  # told once

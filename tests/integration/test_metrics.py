@@ -1,0 +1,61 @@
+"""Metrics beside the traces: appended, published, consumed, lags, dead letters, command latency."""
+
+import json
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from services.leave.app import definition as leave_service
+from services.roster.app import definition as roster_service
+from tests.conftest import AMQP_URL, METRICS, eventually
+
+pytestmark = pytest.mark.integration
+
+DEMO = json.loads((Path(__file__).parents[2] / "services/roster/demo/department.json").read_text())
+
+
+def points(name: str, **attributes) -> list:
+    """Data points of a metric whose attributes include `attributes` (the latest collection)."""
+    data = METRICS.get_metrics_data()
+    found = []
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    found += [p for p in metric.data.data_points
+                              if all(p.attributes.get(k) == v for k, v in attributes.items())]
+    return found
+
+
+async def test_services_report_their_flow_lags_dead_letters_and_command_latency(system):
+    roster = await system.start(roster_service())
+    leave = await system.start(leave_service())
+    reply = await system.send("roster", "ImportDepartment", DEMO)
+    assert reply.ok
+    appended = len(reply.result["events"])
+    queue = f"{system.namespace}.leave.directory"
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.default_exchange.publish(aio_pika.Message(b"poison"), routing_key=queue)
+
+        async def flowed():
+            await roster.sample_metrics()
+            await leave.sample_metrics()
+            appended_points = points("wfh.events.appended", service="roster")
+            published = points("wfh.events.published", service="roster")
+            consumed = points("wfh.events.consumed", service="leave", queue=queue)
+            dead = points("wfh.dead_letters", service="leave", queue=queue)
+            return (appended_points and appended_points[-1].value == appended
+                    and published and published[-1].value == appended
+                    and consumed and consumed[-1].value == appended
+                    and dead and dead[-1].value == 1)
+
+        await eventually(flowed, timeout=15)
+    lag = points("wfh.outbox.lag", service="roster")
+    assert lag and lag[-1].value == 0
+    waiting = points("wfh.consumer.lag", service="leave", queue=queue)
+    assert waiting and waiting[-1].value == 0
+    durations = points("wfh.command.duration", service="roster", command="ImportDepartment", ok=True)
+    assert durations and durations[-1].count == 1 and durations[-1].sum > 0
