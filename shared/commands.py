@@ -222,6 +222,8 @@ class CommandDispatcher:
                 f"Not authenticated: {exc}.",
             )
         if identity.tenant != request.tenant:
+            log.warning("command refused", code="forbidden", command_id=str(request.command_id),
+                        reason="token of another department", actor=identity.person_id)
             return Reply.failure(
                 request.command_id, "forbidden", "Người gửi không thuộc đơn vị này.",
                 "The actor does not belong to this department.",
@@ -325,6 +327,8 @@ def _command_id_of(raw: Any) -> uuid.UUID | None:
 
 
 def _domain_failure(command_id, exc: DomainError) -> Reply:
+    if isinstance(exc, Forbidden):  # every refusal is logged (security: least privilege)
+        log.warning("command refused", code=exc.code, command_id=str(command_id), reason=exc.message_en)
     return Reply.failure(command_id, exc.code, exc.message, exc.message_en, **_jsonable(exc.details))
 
 
