@@ -6,7 +6,7 @@ SERVICE ?= leave
 
 DOCS_DEPS := docs/asyncapi/node_modules/.package-lock.json
 
-.PHONY: install run test unit integration replay docs up down clean
+.PHONY: install run test unit integration replay docs chaos up down clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ integration: install
 
 replay: install
 	$(PY) -m ops.replay $(SERVICE)
+
+# The fault suite: services as processes under load, faults injected (the fast part also runs
+# in `make test`; the long scenarios only here).
+chaos: install
+	@$(PY) -m ops.preflight
+	$(PY) -m pytest -m chaos tests/faults
 
 docs: install
 	$(PY) -m ops.asyncapi
