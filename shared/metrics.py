@@ -60,8 +60,9 @@ class ServiceMetrics:
         service = runtime.settings.service
         # A meter of its own per runtime: several runtimes in one process (the tests) must not
         # share instruments, whose callbacks would then read the first runtime's samples.
+        self.instance = uuid.uuid4().hex
         meter = meter_provider(service).get_meter(
-            "wfh", attributes={"wfh.service": service, "wfh.instance": uuid.uuid4().hex}
+            "wfh", attributes={"wfh.service": service, "wfh.instance": self.instance}
         )
         attributes = {"service": service}
 
