@@ -21,10 +21,12 @@ $(DOCS_DEPS): docs/asyncapi/package.json docs/asyncapi/package-lock.json
 install: $(VENV)/.installed $(DOCS_DEPS)
 
 run: install
+	@bash ops/system-packages.sh run
 	@$(PY) -m ops.preflight
 	$(PY) -m ops.supervisor
 
 test: install
+	@bash ops/system-packages.sh test
 	@$(PY) -m ops.preflight
 	$(PY) -m pytest
 
