@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import jwt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.auth import AuthenticationError, Identity, TokenVerifier
@@ -29,6 +32,7 @@ log = get_logger("wfh.commands")
 MAX_COMMAND_BYTES = 256 * 1024
 HEALTH = "Health"  # every service answers it: database, relay lag, consumers
 CONFLICT_RETRIES = 5
+VERIFIED_TOKENS = 10_000  # verified tokens remembered (least recently used dropped first)
 
 
 class DomainError(Exception):
@@ -96,12 +100,16 @@ class UnitOfWork:
     tenant: str
     command_id: uuid.UUID
     appended: list[Envelope] = field(default_factory=list)
+    # The dispatcher moves the projections' checkpoints with the stored reply (one statement
+    # fewer while the append lock is held); on their own, appends move them at once.
+    defer_advance: bool = False
+    advance_to: int | None = None
 
     async def load(self, stream_id: str) -> tuple[list[Event], int]:
         from shared.contracts import decode
 
-        envelopes = await self.store.read_stream(self.conn, stream_id)
-        return [decode(e) for e in envelopes], (envelopes[-1].stream_version if envelopes else 0)
+        stored = await self.store.read_stream_events(self.conn, stream_id)
+        return [decode(e) for e in stored], (stored[-1].stream_version if stored else 0)
 
     async def append(self, stream_id: str, expected_version: int, events: list[Event]) -> None:
         envelopes = await self.store.append(
@@ -119,9 +127,10 @@ class UnitOfWork:
         for env, ev in zip(envelopes, events, strict=True):
             for projection in self.projections:
                 await projection.apply(self.conn, env, ev)
-        if envelopes:
-            for projection in self.projections:
-                await projection.advance(self.conn, envelopes[-1].global_position)
+        if envelopes and self.defer_advance:
+            self.advance_to = envelopes[-1].global_position
+        elif envelopes:
+            await Projection.advance_all(self.conn, self.projections, envelopes[-1].global_position)
         self.appended.extend(envelopes)
 
 
@@ -186,6 +195,25 @@ class CommandDispatcher:
         self._verifier = verifier
         self._projections = projections
         self._health = health
+        self._verified: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+
+    def _identity(self, token: str | None) -> Identity:
+        """The token's identity. A token whose signature and claims were verified before is
+        not verified again until it expires (an actor sends many commands with one token):
+        the same token string is the same signed claims, and only its expiry can change."""
+        if token and (known := self._verified.get(token)) is not None:
+            identity, expires = known
+            if time.time() < expires:  # PyJWT's rule: expired once exp <= now
+                self._verified.move_to_end(token)
+                return identity
+            del self._verified[token]
+        identity = self._verifier.verify(token)
+        expires = jwt.decode(token, options={"verify_signature": False}).get("exp")
+        if isinstance(expires, int | float):
+            self._verified[token] = (identity, float(expires))
+            if len(self._verified) > VERIFIED_TOKENS:
+                self._verified.popitem(last=False)
+        return identity
 
     async def dispatch(self, body: bytes) -> Reply:
         """Answer one raw command body; every failure becomes an error reply."""
@@ -214,7 +242,7 @@ class CommandDispatcher:
                 f"Unknown command {request.type!r}.", known=sorted(self._router.routes),
             )
         try:
-            identity = self._verifier.verify(request.token)
+            identity = self._identity(request.token)
         except AuthenticationError as exc:
             return Reply.failure(
                 request.command_id, "unauthenticated",
@@ -266,13 +294,13 @@ class CommandDispatcher:
                     async with conn.transaction():
                         uow = UnitOfWork(
                             conn, self._store, self._projections, identity, request.tenant,
-                            request.command_id,
+                            request.command_id, defer_advance=True,
                         )
                         result = await route.handler(command, uow)
                         reply = Reply(
                             ok=True, command_id=request.command_id, result=_jsonable(result)
                         )
-                        await self._store_reply(conn, request, identity, reply)
+                        await self._store_reply(conn, request, identity, reply, uow.advance_to)
                     return reply
                 except DomainError as exc:
                     reply = _domain_failure(request.command_id, exc)
@@ -309,13 +337,32 @@ class CommandDispatcher:
             )
         return Reply.model_validate_json(row["reply"])
 
-    async def _store_reply(self, conn, request, identity: Identity, reply: Reply) -> None:
-        await conn.execute(
-            "INSERT INTO command_replies (command_id, tenant, command_type, actor, reply) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            request.command_id, request.tenant, request.type, identity.person_id,
-            reply.model_dump_json(),
-        )
+    async def _store_reply(
+        self, conn, request, identity: Identity, reply: Reply, advance_to: int | None = None
+    ) -> None:
+        """The reply, and with `advance_to` the own projections' checkpoints, in one statement."""
+        plain = [p.name for p in self._projections if type(p).advance is Projection.advance]
+        if advance_to is None or not plain:
+            await conn.execute(
+                "INSERT INTO command_replies (command_id, tenant, command_type, actor, reply) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                request.command_id, request.tenant, request.type, identity.person_id,
+                reply.model_dump_json(),
+            )
+        else:
+            await conn.execute(
+                "WITH reply AS (INSERT INTO command_replies (command_id, tenant, command_type, actor, "
+                "reply) VALUES ($1, $2, $3, $4, $5)) "
+                "INSERT INTO projection_checkpoints (projection, position) SELECT unnest($6::text[]), $7 "
+                "ON CONFLICT (projection) DO UPDATE SET position = "
+                "greatest(projection_checkpoints.position, EXCLUDED.position)",
+                request.command_id, request.tenant, request.type, identity.person_id,
+                reply.model_dump_json(), plain, advance_to,
+            )
+        if advance_to is not None:
+            for projection in self._projections:
+                if type(projection).advance is not Projection.advance:
+                    await projection.advance(conn, advance_to)
 
 
 def _command_id_of(raw: Any) -> uuid.UUID | None:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import asyncpg
 from opentelemetry import propagate
@@ -32,6 +33,16 @@ class ConcurrencyError(Exception):
             f"stream {stream_id!r} is at version {actual}, expected {expected}: nothing was written"
         )
         self.stream_id, self.expected, self.actual = stream_id, expected, actual
+
+
+class StoredEvent(NamedTuple):
+    """A stored event as `shared.contracts.decode` reads it (type, version, payload), with its
+    place in its stream."""
+
+    event_type: str
+    schema_version: int
+    payload: dict
+    stream_version: int
 
 
 @dataclass(frozen=True)
@@ -92,14 +103,19 @@ class EventStore:
         if not events:
             return []
         await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-        actual = await self.stream_version(conn, stream_id)
-        if actual != expected_version:
-            raise ConcurrencyError(stream_id, expected_version, actual)
+        # Read after the lock (a statement of its own, so its snapshot is taken under the lock):
+        # the stream's version and the head of the store, in one round trip.
         last = await conn.fetchrow(
+            "SELECT (SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1) AS version, "
+            "h.global_position, h.chain_hash FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
             "SELECT global_position, chain_hash FROM events ORDER BY global_position DESC LIMIT 1"
+            ") AS h ON true",
+            stream_id,
         )
-        position = last["global_position"] if last else 0
-        previous_hash = (last["chain_hash"] if last else None) or chain.GENESIS
+        if last["version"] != expected_version:
+            raise ConcurrencyError(stream_id, expected_version, last["version"])
+        position = last["global_position"] or 0
+        previous_hash = last["chain_hash"] or chain.GENESIS
         trace_context: dict[str, str] = {}
         propagate.inject(trace_context)
         now = datetime.now(UTC)
@@ -126,31 +142,39 @@ class EventStore:
         for env in envelopes:
             previous_hash = chain.link(previous_hash, env.model_dump())
             hashes.append(previous_hash)
-        await conn.executemany(
-            f"INSERT INTO events ({_COLUMNS}, chain_hash) "
-            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
-            [
-                (
-                    env.global_position,
-                    env.stream_id,
-                    env.stream_version,
-                    env.event_id,
-                    env.event_type,
-                    env.schema_version,
-                    env.tenant,
-                    env.occurred_at,
-                    env.actor,
-                    env.correlation_id,
-                    env.causation_id,
-                    json.dumps(env.trace_context),
-                    json.dumps(env.payload, ensure_ascii=False),
-                    chain_hash,
-                )
-                for env, chain_hash in zip(envelopes, hashes, strict=True)
-            ],
+        # All rows and the relay's wake-up in one statement (NOTIFY is delivered at commit).
+        await conn.execute(
+            f"WITH appended AS (INSERT INTO events ({_COLUMNS}, chain_hash) "
+            "SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[], "
+            "$6::int[], $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], $11::uuid[], "
+            "$12::jsonb[], $13::jsonb[], $14::text[]) RETURNING 1) "
+            f"SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM (SELECT count(*) FROM appended) AS done",
+            [env.global_position for env in envelopes],
+            [env.stream_id for env in envelopes],
+            [env.stream_version for env in envelopes],
+            [env.event_id for env in envelopes],
+            [env.event_type for env in envelopes],
+            [env.schema_version for env in envelopes],
+            [env.tenant for env in envelopes],
+            [env.occurred_at for env in envelopes],
+            [env.actor for env in envelopes],
+            [env.correlation_id for env in envelopes],
+            [env.causation_id for env in envelopes],
+            [json.dumps(env.trace_context) for env in envelopes],
+            [json.dumps(env.payload, ensure_ascii=False) for env in envelopes],
+            hashes,
         )
-        await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
         return envelopes
+
+    async def read_stream_events(self, conn: asyncpg.Connection, stream_id: str) -> list[StoredEvent]:
+        """A stream's events as deciding on it needs them (`decode` each): the payloads and
+        versions only, without building whole envelopes."""
+        rows = await conn.fetch(
+            "SELECT event_type, schema_version, payload, stream_version FROM events "
+            "WHERE stream_id = $1 ORDER BY stream_version",
+            stream_id,
+        )
+        return [StoredEvent(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
 
     async def read_stream(self, conn: asyncpg.Connection, stream_id: str) -> list[Envelope]:
         rows = await conn.fetch(
@@ -162,13 +186,21 @@ class EventStore:
     async def read_all(
         self, conn: asyncpg.Connection, after_position: int = 0, limit: int = 1000
     ) -> list[Envelope]:
-        rows = await conn.fetch(
+        return [self.envelope(r) for r in await self.read_rows(conn, after_position, limit)]
+
+    async def read_rows(
+        self, conn: asyncpg.Connection, after_position: int = 0, limit: int = 1000
+    ) -> list[asyncpg.Record]:
+        """`read_all` in two steps: the stored rows (one query), then `envelope` of each."""
+        return await conn.fetch(
             f"SELECT {_COLUMNS} FROM events WHERE global_position > $1 "
             "ORDER BY global_position LIMIT $2",
             after_position,
             limit,
         )
-        return [_row_to_envelope(r, self.source) for r in rows]
+
+    def envelope(self, row: asyncpg.Record) -> Envelope:
+        return _row_to_envelope(row, self.source)
 
     async def head_position(self, conn: asyncpg.Connection) -> int:
         return await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
