@@ -17,13 +17,18 @@ The message is acknowledged only after its effect committed or it sits in the de
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aio_pika
 import asyncpg
+from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
-from faststream.middlewares import AckPolicy
+from faststream.rabbit.schemas import Channel
+from opentelemetry import context as otel_context
 
 from shared.contracts import Envelope, decode
 from shared.observability import get_logger
@@ -46,8 +51,31 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# How long released messages may wait for an earlier delivery to reach the consumer (FastStream
+# hands them over within milliseconds; a delivery it drops, e.g. while stopping, never comes).
+GAP_SECONDS = 2.0
+
+
 class OutOfOrderError(Exception):
     pass
+
+
+class _BatchFailed(Exception):
+    """A handler failed in a batch (on `arrival`, or None when the inbox changed underneath)."""
+
+    def __init__(self, arrival: _Arrival | None) -> None:
+        super().__init__("batch failed")
+        self.arrival = arrival
+
+
+@dataclass(slots=True)
+class _Arrival:
+    """A delivered message, the trace context of FastStream's consumer span for it, and the
+    future its handler waits on."""
+
+    message: aio_pika.abc.AbstractIncomingMessage
+    context: otel_context.Context
+    done: asyncio.Future
 
 
 async def raw_body(message) -> bytes:
@@ -94,6 +122,33 @@ class DeadLetters:
 
 
 class EventConsumer:
+    """One subscription's consumer: a FastStream subscriber on its own channel whose messages are
+    applied strictly in delivery order, in batches.
+
+    aio-pika runs each delivered message as its own task, and FastStream's handlers reach our
+    code in no guaranteed order (seen: tag 108 before 107). The handler only hands the message
+    (with the trace context of FastStream's consumer span) to a reorder buffer and waits until
+    it is applied, so the span covers the work. The buffer releases messages in delivery-tag
+    order: the channel is this consumer's alone, so its tags run 1, 2, 3... without gaps (a
+    restored channel starts again at 1). A single worker task takes what has been released,
+    in that order, as one batch:
+    - a batch of one is applied exactly as described at the top of this module: its inbox row
+      and projection change in one transaction, retried or dead-lettered on its own;
+    - a larger batch is applied in one transaction: its duplicates and out-of-order events
+      are found with one read of the inbox and of the streams' last applied versions (the
+      same checks, made in delivery order), the new inbox rows are written with one
+      statement in delivery order (so `seq`, which rebuilds replay, follows it), then each
+      event's projection change in order, under its own message's trace context, then the
+      checkpoint. Out-of-order events are dead-lettered after the commit; the batch is
+      acknowledged only after it committed. Should a handler fail, nothing of the batch is
+      kept and its messages are applied again one by one, each with the retries and
+      dead-lettering above.
+    Prefetch bounds the batch. A consumer starts careful, with prefetch 1, and moves to its
+    full prefetch only once it has applied a message that was not a redelivery: after a crash,
+    the messages it had in hand come back one at a time, so a message that crashes the process
+    is the only one whose deliveries count towards the queue's delivery limit.
+    """
+
     def __init__(
         self,
         namespace: str,
@@ -103,6 +158,7 @@ class EventConsumer:
         dead_letters: DeadLetters,
         attempts: int = 5,
         backoff_seconds: float = 0.05,
+        prefetch: int = 200,
     ) -> None:
         self.namespace = namespace
         self.subscription = subscription
@@ -112,52 +168,252 @@ class EventConsumer:
         self._dead_letters = dead_letters
         self._attempts = attempts
         self._backoff = backoff_seconds
+        self._prefetch = max(1, prefetch)
+        self._arrived: asyncio.Queue[_Arrival] = asyncio.Queue()  # released, in delivery order
+        self._early: dict[int, _Arrival] = {}  # arrived before a message delivered earlier
+        self._channel_id: int | None = None
+        self._next_tag = 1
+        self._subscriber = None
+        self._careful = True
+        self._worker: asyncio.Task | None = None
+        self._held: asyncpg.Connection | None = None
         self.applied = 0
         self.duplicates = 0
+        self.largest_batch = 0
 
     def register(self, broker: RabbitBroker) -> None:
-        """Subscribe with prefetch 1: aio-pika runs every delivered message as its own task, so
-        a larger prefetch would apply a stream's events concurrently and out of order."""
-        from faststream.rabbit.schemas import Channel
-
         queue = RabbitQueue(
             self.queue,
             durable=True,
             declare=False,  # declared with its bindings by shared.topology
             arguments=queue_arguments(self.namespace, self.queue),
         )
-
-        @broker.subscriber(
+        self._subscriber = broker.subscriber(
             queue,
             ack_policy=AckPolicy.MANUAL,
             no_reply=True,
+            # A channel of its own (FastStream keys channels by this object): its delivery
+            # tags are this consumer's alone, and its prefetch can change (`_speed_up`).
             channel=Channel(prefetch_count=1),
             decoder=raw_body,
             title=self.queue,
             description=f"{self.subscription.service} consumes {', '.join(self.subscription.routing_keys)}",
         )
-        async def on_event(msg: RabbitMessage) -> None:
-            await self.handle(msg)
 
-    async def handle(self, msg: RabbitMessage) -> None:
-        raw = msg.raw_message
-        try:
-            envelope = Envelope.model_validate_json(msg.body)
-            event = decode(envelope)
-        except Exception as exc:  # noqa: BLE001 - whatever fails here, the message is at fault
-            # (not JSON, unknown type or version, invalid payload, an upcaster choking on it)
-            await self._dead_letter(raw, f"undecodable event: {_short(exc)}")
-            await msg.ack()
-            return
-        failures = 0
+        @self._subscriber
+        async def on_event(msg: RabbitMessage) -> None:
+            await self._arrive(msg.raw_message)
+
+    async def _arrive(self, message) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name=f"consumer-{self.queue}")
+        arrival = _Arrival(message, otel_context.get_current(), asyncio.get_running_loop().create_future())
+        if id(message.channel) != self._channel_id:  # a new or restored channel: tags restart
+            self._release_early()
+            self._channel_id, self._next_tag = id(message.channel), 1
+        self._early[message.delivery_tag] = arrival
+        while (ready := self._early.pop(self._next_tag, None)) is not None:
+            self._arrived.put_nowait(ready)
+            self._next_tag += 1
+        await asyncio.shield(arrival.done)
+
+    def _release_early(self) -> None:
+        """Release what waits for a message that is not coming (its channel was lost, or it was
+        never handed over): in tag order, the best order known."""
+        for tag in sorted(self._early):
+            self._arrived.put_nowait(self._early.pop(tag))
+        self._next_tag = 1
+
+    async def stop(self) -> None:
+        """After the broker stopped (FastStream let the handlers under way finish): the worker
+        and the connection it holds."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        self._release_early()
+        while not self._arrived.empty():  # not applied nor acknowledged: back to the queue
+            _settle(self._arrived.get_nowait())
+        await self._give_back()
+
+    async def _work(self) -> None:
         while True:
             try:
-                await self._apply_once(envelope, event)
-                await msg.ack()
+                batch = [await asyncio.wait_for(self._arrived.get(), GAP_SECONDS)]
+            except TimeoutError:
+                if self._early:
+                    log.warning("a delivery never reached the consumer; going on without it",
+                                queue=self.queue, missing_tag=self._next_tag, waiting=len(self._early))
+                    self._release_early()
+                continue
+            while len(batch) < self._prefetch and not self._arrived.empty():
+                batch.append(self._arrived.get_nowait())
+            self.largest_batch = max(self.largest_batch, len(batch))
+            try:
+                await self._handle_batch(batch)
+            except asyncio.CancelledError:
+                for arrival in batch:
+                    _settle(arrival)
+                raise
+            except Exception:  # noqa: BLE001 - e.g. the dead-letter exchange or channel failing
+                log.exception("consumer batch failed; its messages go back to the queue",
+                              queue=self.queue)
+                for arrival in batch:
+                    if not arrival.message.processed:
+                        try:
+                            await arrival.message.nack(requeue=True)
+                        except Exception:  # noqa: BLE001 - channel gone: redelivered anyway
+                            pass
+                    _settle(arrival)
+                continue
+            for arrival in batch:
+                _settle(arrival)
+
+    async def _ack(self, message) -> None:
+        """Acknowledge a handled message; the first one handled that was not a redelivery ends
+        the careful start (`_speed_up`), which acknowledges it."""
+        if self._careful and not message.redelivered:
+            self._careful = False
+            await self._speed_up(message)
+            return
+        await message.ack()
+
+    async def _speed_up(self, held) -> None:
+        """From prefetch 1 to the full prefetch. RabbitMQ applies a prefetch to consumers created
+        after it, so the subscriber consumes anew on its channel. The careful consumer is
+        cancelled while the message it holds is not yet acknowledged: its prefetch of 1 is then
+        full, so no other message is on its way to it (a quorum queue puts a message delivered
+        to a cancelled consumer back at the end of the queue: out of order). FastStream 0.7 has
+        no public call for this: the queue object and consumer tag its `start` sets (and its
+        `stop` uses) are reused the same way."""
+        sub = self._subscriber
+        if self._prefetch == 1 or sub is None or sub._queue_obj is None:
+            await held.ack()
+            return
+        queue = sub._queue_obj
+        try:
+            await queue.cancel(sub._consumer_tag)
+        except Exception as exc:  # noqa: BLE001 - consume again below in any case
+            log.warning("cancelling the careful consumer failed", queue=self.queue, error=repr(exc))
+        await held.ack()
+        while sub._queue_obj is queue:  # never left without a consumer while running
+            try:
+                await queue.channel.set_qos(prefetch_count=self._prefetch)
+                sub._consumer_tag = await queue.consume(sub.consume, no_ack=False, arguments=sub.consume_args)
+                return
+            except Exception as exc:  # noqa: BLE001 - the channel is being restored: try again
+                log.warning("consuming at full prefetch failed, retrying", queue=self.queue, error=repr(exc))
+                await asyncio.sleep(1.0)
+
+    async def _handle_batch(self, arrivals: list[_Arrival]) -> None:
+        decoded = []
+        for arrival in arrivals:
+            message = arrival.message
+            try:
+                envelope = Envelope.model_validate_json(message.body)
+                decoded.append((arrival, envelope, decode(envelope)))
+            except Exception as exc:  # noqa: BLE001 - whatever fails here, the message is at fault
+                # (not JSON, unknown type or version, invalid payload, an upcaster choking on it)
+                await self._dead_letter(message, f"undecodable event: {_short(exc)}")
+                await self._ack(message)
+                continue
+        if len(decoded) == 1:
+            await self._handle_one(*decoded[0])
+            return
+        while decoded:
+            try:
+                with _within(decoded[0][0]):  # the batch's own statements: the first one's trace
+                    refused = await self._apply_batch(decoded)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("database unavailable, retrying", queue=self.queue, error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            except _BatchFailed as failed:
+                # Nothing of the batch was kept: each message again on its own, in order.
+                for arrival, envelope, event in decoded:
+                    await self._handle_one(arrival, envelope, event,
+                                           failures=1 if arrival is failed.arrival else 0)
+                return
+            for arrival, reason in refused:
+                await self._dead_letter(arrival.message, reason)
+            for arrival, _, _ in decoded:
+                await self._ack(arrival.message)
+            return
+
+    async def _apply_batch(self, decoded: list) -> list:
+        """The batch in one transaction; returns the out-of-order messages, not applied."""
+        consumer = self.subscription.name
+        ordered = self.subscription.ordered
+        async with self._connection() as conn, conn.transaction():
+            known = {r["event_id"] for r in await conn.fetch(
+                "SELECT event_id FROM inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
+                consumer, [e.event_id for _, e, _ in decoded],
+            )}
+            last: dict[str, int] = {}
+            if ordered:
+                last = {r["stream_id"]: r["version"] for r in await conn.fetch(
+                    "SELECT stream_id, version FROM inbox_streams WHERE consumer = $1 "
+                    "AND stream_id = ANY($2::text[]) ORDER BY stream_id FOR UPDATE",
+                    consumer, sorted({e.stream_id for _, e, _ in decoded}),
+                )}
+            accepted, refused, moved, duplicates = [], [], {}, 0
+            for arrival, envelope, event in decoded:  # the per-message checks, in delivery order
+                if envelope.event_id in known:
+                    duplicates += 1
+                    continue
+                if ordered:
+                    previous = last.get(envelope.stream_id)
+                    if previous is not None and envelope.stream_version <= previous:
+                        refused.append((arrival, f"out of order: {envelope.stream_id} "
+                                                 f"v{envelope.stream_version} arrived after v{previous}"))
+                        continue
+                    last[envelope.stream_id] = moved[envelope.stream_id] = envelope.stream_version
+                known.add(envelope.event_id)
+                accepted.append((arrival, envelope, event))
+            if accepted:
+                rows = await conn.fetch(
+                    "INSERT INTO inbox (consumer, event_id, stream_id, stream_version, envelope) "
+                    "SELECT $1, e, s, v, j FROM unnest($2::uuid[], $3::text[], $4::int[], $5::jsonb[]) "
+                    "WITH ORDINALITY AS t(e, s, v, j, n) ORDER BY n "
+                    "ON CONFLICT DO NOTHING RETURNING seq",
+                    consumer,
+                    [e.event_id for _, e, _ in accepted],
+                    [e.stream_id for _, e, _ in accepted],
+                    [e.stream_version for _, e, _ in accepted],
+                    [e.model_dump_json(exclude={"global_position"}) for _, e, _ in accepted],
+                )
+                if len(rows) != len(accepted):  # written meanwhile by someone else
+                    raise _BatchFailed(None)
+                if moved:
+                    await conn.execute(
+                        "INSERT INTO inbox_streams (consumer, stream_id, version) "
+                        "SELECT $1, s, v FROM unnest($2::text[], $3::int[]) AS t(s, v) "
+                        "ON CONFLICT (consumer, stream_id) DO UPDATE SET version = EXCLUDED.version",
+                        consumer, list(moved), list(moved.values()),
+                    )
+                for arrival, envelope, event in accepted:
+                    try:
+                        with _within(arrival):
+                            await self.projection.apply(conn, envelope, event)
+                    except TRANSIENT_ERRORS:
+                        raise
+                    except Exception as exc:
+                        raise _BatchFailed(arrival) from exc
+                await self.projection.advance(conn, max(r["seq"] for r in rows))
+        self.applied += len(accepted)
+        self.duplicates += duplicates
+        return refused
+
+    async def _handle_one(self, arrival: _Arrival, envelope: Envelope, event, failures: int = 0) -> None:
+        message = arrival.message
+        while True:
+            try:
+                with _within(arrival):
+                    await self._apply_once(envelope, event)
+                await self._ack(message)
                 return
             except OutOfOrderError as exc:
-                await self._dead_letter(raw, str(exc))
-                await msg.ack()
+                await self._dead_letter(message, str(exc))
+                await self._ack(message)
                 return
             except TRANSIENT_ERRORS as exc:
                 log.warning("database unavailable, retrying", queue=self.queue, error=repr(exc))
@@ -166,51 +422,89 @@ class EventConsumer:
                 failures += 1
                 if failures >= self._attempts:
                     await self._dead_letter(
-                        raw, f"handler failed {failures} times: {type(exc).__name__}: {exc}"
+                        message, f"handler failed {failures} times: {type(exc).__name__}: {exc}"
                     )
-                    await msg.ack()
+                    await self._ack(message)
                     return
                 await asyncio.sleep(self._backoff * 2 ** (failures - 1))
 
+    @contextlib.asynccontextmanager
+    async def _connection(self):
+        """The worker's own connection from the pool, kept between messages (one task uses it,
+        one message or batch at a time); given back when it fails, and at stop."""
+        if self._held is not None and not _usable(self._held):
+            self._held = None  # its connection was lost: the pool took it back already
+        if self._held is None:
+            self._held = await self._pool().acquire()
+        try:
+            yield self._held
+        except BaseException as exc:
+            # A handler's failure leaves it usable (the transaction rolled back); a broken or
+            # interrupted one goes back to the pool, which replaces it.
+            if not _usable(self._held) or isinstance(exc, (*TRANSIENT_ERRORS, asyncio.CancelledError)):
+                await self._give_back()
+            raise
+
+    async def _give_back(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            try:
+                await self._pool().release(held, timeout=5)
+            except Exception:  # noqa: BLE001 - a broken connection: the pool replaces it
+                pass
+
     async def _apply_once(self, envelope: Envelope, event) -> None:
+        """One event in one transaction. The inbox row, the duplicate and order checks, the
+        stream's version and the projection's checkpoint are one statement (`_bookkeeping`),
+        then the projection's change: nothing is written for a duplicate or an event older
+        than its stream's last applied one."""
         consumer = self.subscription.name
-        pool = self._pool()
-        async with pool.acquire() as conn, conn.transaction():
-            seq = await conn.fetchval(
-                "INSERT INTO inbox (consumer, event_id, stream_id, stream_version, envelope) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING seq",
+        async with self._connection() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                self._bookkeeping,
                 consumer,
                 envelope.event_id,
                 envelope.stream_id,
                 envelope.stream_version,
                 envelope.model_dump_json(exclude={"global_position"}),
+                self.projection.name,
             )
+            seq = row["seq"]
             if seq is None:
+                previous = row["previous"]
+                if not row["duplicate"] and previous is not None and envelope.stream_version <= previous:
+                    raise OutOfOrderError(
+                        f"out of order: {envelope.stream_id} v{envelope.stream_version} arrived after v{previous}"
+                    )
                 self.duplicates += 1
                 return
-            if self.subscription.ordered:
-                await self._check_order(conn, consumer, envelope)
             await self.projection.apply(conn, envelope, event)
-            await self.projection.advance(conn, seq)
+            if type(self.projection).advance is not Projection.advance:
+                await self.projection.advance(conn, seq)
         self.applied += 1
 
-    async def _check_order(self, conn, consumer: str, envelope: Envelope) -> None:
-        """Per stream, an event older than the last one applied is out of order."""
-        last = await conn.fetchval(
-            "SELECT version FROM inbox_streams WHERE consumer = $1 AND stream_id = $2 FOR UPDATE",
-            consumer,
-            envelope.stream_id,
-        )
-        if last is not None and envelope.stream_version <= last:
-            raise OutOfOrderError(
-                f"out of order: {envelope.stream_id} v{envelope.stream_version} arrived after v{last}"
-            )
-        await conn.execute(
-            "INSERT INTO inbox_streams (consumer, stream_id, version) VALUES ($1, $2, $3) "
-            "ON CONFLICT (consumer, stream_id) DO UPDATE SET version = EXCLUDED.version",
-            consumer,
-            envelope.stream_id,
-            envelope.stream_version,
+    @functools.cached_property
+    def _bookkeeping(self) -> str:
+        """$1 consumer, $2 event id, $3 stream, $4 version, $5 envelope, $6 projection."""
+        ordered = self.subscription.ordered
+        advance = type(self.projection).advance is Projection.advance
+        return (
+            "WITH dup AS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2), "
+            + ("prev AS (SELECT version FROM inbox_streams WHERE consumer = $1 AND stream_id = $3 "
+               "FOR UPDATE), " if ordered else "prev AS (SELECT NULL::int AS version WHERE false), ")
+            + "ins AS (INSERT INTO inbox (consumer, event_id, stream_id, stream_version, envelope) "
+            "SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM dup) "
+            "AND NOT EXISTS (SELECT 1 FROM prev WHERE version >= $4) "
+            "ON CONFLICT DO NOTHING RETURNING seq), "
+            + ("moved AS (INSERT INTO inbox_streams (consumer, stream_id, version) SELECT $1, $3, $4 "
+               "FROM ins ON CONFLICT (consumer, stream_id) DO UPDATE SET version = EXCLUDED.version), "
+               if ordered else "")
+            + ("advanced AS (INSERT INTO projection_checkpoints (projection, position) "
+               "SELECT $6, seq FROM ins ON CONFLICT (projection) DO UPDATE SET position = "
+               "greatest(projection_checkpoints.position, EXCLUDED.position)) " if advance
+               else "unused AS (SELECT $6::text) ")
+            + "SELECT (SELECT seq FROM ins) AS seq, EXISTS (SELECT 1 FROM dup) AS duplicate, "
+            "(SELECT version FROM prev) AS previous"
         )
 
     async def _dead_letter(self, raw, reason: str) -> None:
@@ -224,6 +518,32 @@ class EventConsumer:
             correlation_id=raw.correlation_id,
             type=raw.type,
         )
+
+
+def _settle(arrival: _Arrival) -> None:
+    """Let the message's handler return (FastStream then ends its span)."""
+    if not arrival.done.done():
+        arrival.done.set_result(None)
+
+
+@contextlib.contextmanager
+def _within(arrival: _Arrival):
+    """Work on a message inside its FastStream consumer span: its statements' spans, the events
+    it appends and its log lines join the trace the event came with."""
+    token = otel_context.attach(arrival.context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def _usable(conn) -> bool:
+    """Whether a connection taken from the pool still works: asyncpg hands a pool connection
+    whose server connection was lost back to the pool by itself (its proxy then refuses use)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 def _short(exc: Exception) -> str:

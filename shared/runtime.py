@@ -113,7 +113,7 @@ class ServiceRuntime:
             projection = self.definition.consumed_projections[sub.name]
             consumer = EventConsumer(
                 settings.namespace, sub, projection, self._get_pool, dead_letters,
-                attempts=settings.handler_attempts,
+                attempts=settings.handler_attempts, prefetch=settings.event_batch,
             )
             consumer.register(self.broker)
             self.consumers.append(consumer)
@@ -259,7 +259,9 @@ class ServiceRuntime:
             except (asyncio.CancelledError, Exception):
                 pass
         if self.broker is not None:
-            await self.broker.stop()
+            await self.broker.stop()  # lets the messages under way finish
+        for consumer in self.consumers:
+            await consumer.stop()
         if self._connection is not None:
             await self._connection.close()
         if self.pool is not None:

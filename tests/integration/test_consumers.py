@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,6 +120,46 @@ class Probe:
 
 @pytest.fixture
 async def probe(probe_topology, system, tmp_path):
+    async for started in _probe(system, tmp_path):
+        yield started
+
+
+@pytest.fixture
+async def backlog(probe_topology, system, tmp_path):
+    """Messages published before the probe service starts: they wait in its queue and reach
+    the consumer together, as after an outage, so the consumer takes them in batches."""
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel(publisher_confirms=True)
+    await topology.declare(channel, system.namespace)
+    exchange = await channel.get_exchange(f"{system.namespace}.events", ensure=False)
+    published: list[bytes] = []
+
+    async def publish(body: bytes | Envelope, routing_key: str = "roster.DivisionCreated") -> None:
+        if isinstance(body, Envelope):
+            body = body.model_dump_json(exclude={"global_position"}).encode()
+        published.append(body)
+        await exchange.publish(
+            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                             content_type="application/json", message_id=str(uuid.uuid4())),
+            routing_key=routing_key,
+        )
+
+    async def start() -> Probe:
+        agen = _probe(system, tmp_path)
+        started = await agen.__anext__()
+        cleanups.append(agen)
+        return started
+
+    cleanups: list = []
+    try:
+        yield publish, start
+    finally:
+        for agen in cleanups:
+            await agen.aclose()
+        await connection.close()
+
+
+async def _probe(system, tmp_path):
     migrations = tmp_path / "probe"
     migrations.mkdir()
     (migrations / "001_probe.sql").write_text(PROBE_SQL)
@@ -128,7 +169,7 @@ async def probe(probe_topology, system, tmp_path):
         consumed_projections={PROBE.name: probe_projection()},
         migrations=(migrations,),
     )
-    runtime = await system.start(definition, handler_attempts=3)
+    runtime = await system.start(definition, handler_attempts=3, event_batch=50)
     connection = await aio_pika.connect(AMQP_URL)
     try:
         yield Probe(system, runtime, await connection.channel(publisher_confirms=True))
@@ -342,7 +383,127 @@ async def test_the_same_version_with_another_event_id_is_refused(probe):
     assert [n for _, _, n in await probe.rows()] == ["Phòng Thật"]
 
 
-# --- (d) the broker's own delivery limit -------------------------------------------------
+# --- (d) batches ----------------------------------------------------------------------------
+
+
+async def test_a_backlog_is_applied_in_batches_with_every_per_message_rule(backlog):
+    """300 waiting messages of two streams, with a duplicate, an older event arriving late and
+    a message that is not JSON among them: applied in batches, in delivery order, each rule
+    exactly as for a single message."""
+    publish, start = backlog
+    s = [envelope(created(f"Phòng S{i}"), stream_id="s", version=i) for i in range(1, 151)]
+    t = [envelope(created(f"Phòng T{i}"), stream_id="t", version=i) for i in range(1, 148)]
+    late = envelope(created("Phòng Muộn"), stream_id="s", version=70)  # s v70 was applied
+    for i in range(150):
+        await publish(s[i])
+        if i < len(t):
+            await publish(t[i])
+        if i == 80:
+            await publish(s[40])  # the relay published it again
+            await publish(late)
+            await publish(b"not json at all")
+    probe = await start()
+    await probe.settled(len(s) + len(t), timeout=30)
+    dead = await drain_queue(probe.dlq, 2)
+    by_body = {m.body: m.headers["x-wfh-reason"] for m in dead}
+    assert by_body[b"not json at all"].startswith("undecodable event")
+    assert by_body[late.model_dump_json(exclude={"global_position"}).encode()] == (
+        "out of order: s v70 arrived after v81")
+    rows = await probe.rows()
+    assert [(sid, v) for sid, v, _ in rows if sid == "s"] == [("s", i) for i in range(1, 151)]
+    assert [(sid, v) for sid, v, _ in rows if sid == "t"] == [("t", i) for i in range(1, 148)]
+    # The inbox sequence (which a rebuild replays) follows delivery order across both streams.
+    assert await probe.inbox() == [(sid, v) for sid, v, _ in rows]
+    assert probe.consumer.duplicates == 1 and probe.consumer.applied == len(s) + len(t)
+    assert probe.consumer.largest_batch > 1, "the backlog was applied one message at a time"
+    assert probe.consumer.largest_batch <= 50  # bounded by the consumer's prefetch
+    async with probe.runtime.pool.acquire() as conn:
+        assert await probe.consumer.projection.checkpoint(conn) == await conn.fetchval(
+            "SELECT max(seq) FROM inbox")
+    assert await probe.ready_messages() == 0
+
+
+async def test_a_handler_failing_inside_a_batch_costs_only_its_own_message(backlog):
+    """The batch is undone and applied again message by message: the failing one is retried and
+    dead-lettered, every other one applied once, in order."""
+    publish, start = backlog
+    names = [f"Phòng {i}" for i in range(1, 121)]
+    names[60] = EXPLODE
+    for i, name in enumerate(names, start=1):
+        await publish(envelope(created(name), stream_id="s", version=i))
+    probe = await start()
+    await probe.settled(len(names) - 1, timeout=30)
+    [dead] = await drain_queue(probe.dlq, 1)
+    assert dead.headers["x-wfh-reason"].startswith("handler failed 3 times: RuntimeError")
+    rows = await probe.rows()
+    assert [v for _, v, _ in rows] == [v for v in range(1, 121) if v != 61]
+    assert probe.consumer.largest_batch > 1
+
+
+async def test_a_consumer_starts_with_one_message_in_hand(backlog, monkeypatch):
+    """After a crash, the messages a consumer held come back: it takes them one at a time
+    until one applies that was not a redelivery, then its full prefetch. Seen on the broker
+    as the number of messages delivered and not yet acknowledged."""
+    publish, start = backlog
+    for i in range(1, 31):
+        await publish(envelope(created(f"Phòng {i}"), stream_id="s", version=i))
+    gate = asyncio.Event()
+    plain_projection = probe_projection
+
+    def gated_projection() -> Projection:
+        projection = plain_projection()
+        original = projection._handlers["DivisionCreated"]
+
+        async def held(conn, env, e):
+            await gate.wait()
+            await original(conn, env, e)
+
+        projection._handlers["DivisionCreated"] = held
+        return projection
+
+    monkeypatch.setattr(sys.modules[__name__], "probe_projection", gated_projection)
+    probe = await start()
+    async def in_hand() -> int:
+        return await _unacknowledged(probe.queue)
+
+    await eventually(lambda: _equals(in_hand(), 1), what="one message in hand at start")
+    await asyncio.sleep(0.3)
+    assert await _unacknowledged(probe.queue) == 1
+    gate.set()
+    await probe.settled(30, timeout=20)
+    gate.clear()
+    for i in range(31, 61):
+        await publish(envelope(created(f"Phòng {i}"), stream_id="s", version=i))
+    await eventually(lambda: _more_than(in_hand(), 1), what="more in hand once it ran")
+    gate.set()
+    await probe.settled(60, timeout=20)
+    # The switch to the full prefetch reordered nothing (a message on its way to the careful
+    # consumer as it is cancelled would come back last and be refused as out of order).
+    assert [v for _, v, _ in await probe.rows()] == list(range(1, 61))
+    assert await drain_queue(probe.dlq, 0, timeout=0.5) == []
+
+
+async def _equals(value, expected) -> bool:
+    return await value == expected
+
+
+async def _more_than(value, bound) -> bool:
+    return await value > bound
+
+
+async def _unacknowledged(queue_name: str) -> int:
+    def read() -> int:
+        listing = subprocess.run(
+            ["rabbitmqctl", "list_queues", "-p", "/", "-q", "--formatter", "json",
+             "name", "messages_unacknowledged"],
+            check=True, capture_output=True, text=True, timeout=15,
+        ).stdout
+        return next(q["messages_unacknowledged"] for q in json.loads(listing) if q["name"] == queue_name)
+
+    return await asyncio.to_thread(read)
+
+
+# --- (e) the broker's own delivery limit -------------------------------------------------
 
 
 def queue_arguments_from_broker(name: str) -> dict:
