@@ -3,40 +3,85 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
-from faststream.rabbit import RabbitBroker
-from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
-
+import aio_pika
+from opentelemetry import propagate, trace
 from pydantic import BaseModel
 
 from shared.commands import Reply
 from shared.settings import command_queue
 
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+
 
 class CommandClient:
+    """Sends commands and queries to the services and awaits their replies.
+
+    Any number may be under way at once on the one connection: replies come back on RabbitMQ's
+    direct reply-to and are matched to their request by correlation id. Each command is
+    published persistent with a publisher confirm, in a producer span whose context travels in
+    the message headers, so the service's work joins the caller's trace. A command whose reply
+    does not come (the connection was lost, the service is down) times out; sending it again
+    with the same command id is safe, the service answers a command id once.
+    """
+
     def __init__(self, amqp_url: str, namespace: str, tracer_provider=None) -> None:
         self.namespace = namespace
-        self._broker = RabbitBroker(
-            amqp_url,
-            middlewares=[RabbitTelemetryMiddleware(tracer_provider=tracer_provider)],
-            logger=None,
-        )
+        self._url = amqp_url
+        self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("wfh.client")
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._waiting: dict[str, asyncio.Future] = {}
 
     async def __aenter__(self) -> CommandClient:
-        await self._broker.start()
+        self._connection = await aio_pika.connect_robust(self._url)
+        self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        # Declared (passively) rather than looked up, so a restored connection consumes again.
+        replies = await self._channel.declare_queue(DIRECT_REPLY_TO, passive=True)
+        await replies.consume(self._on_reply, no_ack=True)
         return self
 
     async def __aexit__(self, *exc) -> None:
-        await self._broker.stop()
+        for waiting in self._waiting.values():
+            waiting.cancel()
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        waiting = self._waiting.pop(message.correlation_id or "", None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(message.body)
 
     async def send_raw(self, service: str, body: bytes, timeout: float = 10.0) -> Reply:
-        response = await self._broker.request(
-            body, queue=command_queue(self.namespace, service), timeout=timeout,
-            content_type="application/json", persist=True,
-        )
-        return Reply.model_validate_json(response.body)
+        queue = command_queue(self.namespace, service)
+        correlation_id = uuid.uuid4().hex
+        reply = asyncio.get_running_loop().create_future()
+        self._waiting[correlation_id] = reply
+        try:
+            with self._tracer.start_as_current_span(
+                f"{queue} publish", kind=trace.SpanKind.PRODUCER,
+                attributes={"messaging.system": "rabbitmq", "messaging.operation": "publish",
+                            "messaging.destination.name": queue,
+                            "messaging.message.conversation_id": correlation_id},
+            ):
+                headers: dict[str, str] = {}
+                propagate.inject(headers)
+                await self._channel.default_exchange.publish(
+                    aio_pika.Message(
+                        body, headers=headers, content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        correlation_id=correlation_id, reply_to=DIRECT_REPLY_TO,
+                    ),
+                    routing_key=queue,
+                    timeout=timeout,
+                )
+                async with asyncio.timeout(timeout):
+                    return Reply.model_validate_json(await reply)
+        finally:
+            self._waiting.pop(correlation_id, None)
 
     async def send(
         self,
@@ -49,8 +94,6 @@ class CommandClient:
         command_id: uuid.UUID | None = None,
         timeout: float = 10.0,
     ) -> Reply:
-        import json
-
         body = json.dumps(
             {
                 "command_id": str(command_id or uuid.uuid4()),
