@@ -4,6 +4,7 @@
   wfh dlq list                                                  dead-letter queues and their depth
   wfh dlq show QUEUE [--limit N]                                the dead letters of a queue, with reasons
   wfh dlq redrive QUEUE [--limit N]                             put dead letters back on their queue
+  wfh migrate SERVICE...                                        apply pending migrations (as the owner role if set)
   wfh rebuild SERVICE                                           drop and rebuild a service's projections
   wfh verify SERVICE [--public-key FILE]                        detect any tampering with stored events
   wfh report [--day D | --from D --to D] [--out DIR]            show a report and export its JSON/HTML/PDF
@@ -133,6 +134,23 @@ def _death_reason(headers: dict) -> str | None:
 
 def _text(value) -> str | None:
     return value.decode() if isinstance(value, bytes) else (None if value is None else str(value))
+
+
+async def cmd_migrate(args) -> int:
+    """Apply services' pending migrations: a deployment's one-shot step, run with each
+    service's WFH_<SERVICE>_MIGRATION_DATABASE_URL, so that the services themselves never
+    hold the schema owner's password."""
+    import importlib
+
+    from shared.migrations import migrate_service
+
+    for service in args.services:
+        definition = importlib.import_module(f"services.{service}.app").definition()
+        applied = await migrate_service(Settings.from_env(service), definition.migrations)
+        print(f"{service}: {len(applied)} migration(s) applied")
+        for name in applied:
+            print(f"  {name}")
+    return 0
 
 
 async def cmd_rebuild(args) -> int:
@@ -279,6 +297,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, default=100)
         p.set_defaults(run=cmd_dlq)
 
+    migrate = sub.add_parser("migrate", help="apply pending migrations, as the migration role if set")
+    migrate.add_argument("services", nargs="+", choices=topology.COMMAND_SERVICES, metavar="SERVICE")
+    migrate.set_defaults(run=cmd_migrate)
     rebuild = sub.add_parser("rebuild", help="drop and rebuild a service's projections")
     rebuild.add_argument("service")
     rebuild.set_defaults(run=cmd_rebuild)

@@ -24,7 +24,7 @@ from shared.commands import CommandDispatcher, CommandRouter
 from shared.consumer import DeadLetters, EventConsumer, raw_body
 from shared.eventstore import EventStore, record_checkpoint
 from shared.metrics import ServiceMetrics
-from shared.migrations import migrate
+from shared.migrations import migrate_service
 from shared.observability import configure_logging, get_logger, tracer_provider
 from shared.projection import Projection
 from shared.relay import OutboxRelay
@@ -73,12 +73,7 @@ class ServiceRuntime:
         return self.pool
 
     async def migrate(self) -> list[str]:
-        applied: list[str] = []
-        for directory in self.definition.migrations:
-            applied += await migrate(self.settings.database_url, directory)
-        if not self.definition.migrations:
-            applied += await migrate(self.settings.database_url, None)
-        return applied
+        return await migrate_service(self.settings, self.definition.migrations)
 
     async def start(self) -> None:
         settings = self.settings

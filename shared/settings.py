@@ -16,6 +16,10 @@ class Settings:
     service: str
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     database_url: str = ""
+    # The schema owner's URL (WFH_<SERVICE>_MIGRATION_DATABASE_URL). Given, migrations run as
+    # that role and `database_url`'s role gets only the privileges the service needs (stored
+    # events append-only); absent, `database_url`'s role migrates and owns the tables.
+    migration_database_url: str = ""
     # Prefix of every exchange and queue name: lets test runs and deployments share a broker.
     namespace: str = "wfh"
     jwt_public_key_pem: bytes = b""
@@ -62,6 +66,7 @@ class Settings:
             # One variable for all services' databases, e.g. ".../e2e_{service}" in tests.
             or _env("WFH_DATABASE_URL_TEMPLATE", "postgresql://postgres@127.0.0.1:5432/wfh_{service}")
             .format(service=service),
+            migration_database_url=os.environ.get(f"WFH_{upper}_MIGRATION_DATABASE_URL", ""),
             namespace=_env("WFH_NAMESPACE", cls.namespace),
             jwt_public_key_pem=key_pem,
             jwt_issuer=_env("WFH_JWT_ISSUER", cls.jwt_issuer),

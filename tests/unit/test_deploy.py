@@ -41,3 +41,22 @@ def test_broker_definitions_hold_the_current_topology():
             f"deploy/rabbitmq/definitions.json {key} are stale: run "
             "python -m ops.broker_definitions --merge deploy/rabbitmq/definitions.json"
         )
+
+
+def test_only_the_migration_step_connects_as_the_owner_roles():
+    from ops.asyncapi import built_services
+
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name, service in services.items():
+        environment = service.get("environment", {})
+        as_owner = [k for k, v in environment.items() if "_owner:" in str(v)]
+        assert bool(as_owner) == (name == "migrate"), (name, as_owner)
+    migrate = services["migrate"]
+    assert set(built_services()) <= set(migrate["command"])
+    for name in built_services():
+        upper = name.upper()
+        assert f"wfh_{name}_owner:" in migrate["environment"][f"WFH_{upper}_MIGRATION_DATABASE_URL"]
+        # Only the runtime role's name, to grant to: no password.
+        assert migrate["environment"][f"WFH_{upper}_DATABASE_URL"].startswith(f"postgresql://wfh_{name}@")
+        condition = services[name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully"
