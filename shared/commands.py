@@ -307,7 +307,10 @@ class CommandDispatcher:
                     try:
                         await self._store_reply(conn, request, identity, reply)
                     except asyncpg.UniqueViolationError:
-                        pass
+                        # The same command, sent twice at once, was answered meanwhile: its
+                        # effect is what refused this copy (say, "already exists"), and its
+                        # reply is the answer to both.
+                        return await self._stored_reply(conn, request, identity) or reply
                     return reply
                 except (ConcurrencyError, asyncpg.UniqueViolationError) as exc:
                     log.info("concurrent change, retrying", attempt=attempt, error=str(exc))

@@ -13,7 +13,6 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 from faststream.rabbit import RabbitBroker, RabbitQueue
-from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.schemas import Channel
 from faststream.middlewares import AckPolicy
@@ -21,7 +20,7 @@ from faststream.middlewares import AckPolicy
 from shared import topology
 from shared.auth import TokenVerifier
 from shared.commands import CommandDispatcher, CommandRouter
-from shared.consumer import DeadLetters, EventConsumer, raw_body
+from shared.consumer import DeadLetters, EventConsumer, current_message, raw_body
 from shared.eventstore import EventStore, record_checkpoint
 from shared.metrics import ServiceMetrics
 from shared.migrations import migrate_service
@@ -146,6 +145,7 @@ class ServiceRuntime:
 
     def _register_commands(self, dispatcher: CommandDispatcher, channel, dead_letters) -> None:
         queue_name = self.settings.command_queue
+        broker_context = self.broker.context
         queue = RabbitQueue(
             queue_name, durable=True, declare=False,
             arguments=topology.queue_arguments(self.settings.namespace, queue_name),
@@ -160,12 +160,12 @@ class ServiceRuntime:
             title=queue_name,
             description=f"Commands and queries of the {self.settings.service} service",
         )
-        async def on_command(msg: RabbitMessage) -> None:
-            raw = msg.raw_message
+        async def on_command(body: bytes) -> None:
+            raw = current_message(broker_context)
             started = time.perf_counter()
-            reply = await dispatcher.dispatch(msg.body)
+            reply = await dispatcher.dispatch(body)
             if self.metrics is not None:
-                self.metrics.record_command(_command_type(msg.body), reply.ok, time.perf_counter() - started)
+                self.metrics.record_command(_command_type(body), reply.ok, time.perf_counter() - started)
             if raw.reply_to:
                 await channel.default_exchange.publish(
                     aio_pika.Message(
@@ -183,7 +183,7 @@ class ServiceRuntime:
                     content_type=raw.content_type, message_id=raw.message_id,
                     correlation_id=raw.correlation_id,
                 )
-            await msg.ack()
+            await raw.ack()
 
     def chain_key(self):
         """This service's checkpoint key (development: created beside the code on first use)."""
