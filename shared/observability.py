@@ -1,7 +1,9 @@
 """structlog JSON logs stamped with trace/span ids, and OpenTelemetry tracing exported over OTLP.
 
-Tracing exports only when the standard OTEL_* variables ask for it; otherwise spans are still
-created (so trace ids reach logs and event envelopes) but go nowhere.
+Tracing exports only when the standard OTEL_* variables ask for it. Otherwise spans are not
+recorded (unless OTEL_TRACES_SAMPLER asks for it): recording spans that go nowhere cost about a
+fifth of a service's CPU. Trace and span ids are still made and propagated, so they still reach
+logs, event envelopes and the services downstream.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 _provider: TracerProvider | None = None
 
@@ -55,14 +58,17 @@ def tracer_provider(service: str) -> TracerProvider:
         return current
     if _provider is None:
         name = os.environ.get("OTEL_SERVICE_NAME", f"wfh-{service}")
-        _provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
-        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-        ):
-            if os.environ.get("OTEL_TRACES_EXPORTER", "otlp") != "none":
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        exporting = bool(
+            os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        ) and os.environ.get("OTEL_TRACES_EXPORTER", "otlp") != "none"
+        # None: the SDK's default, which reads OTEL_TRACES_SAMPLER (parent-based, always on).
+        sampler = None if exporting or os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_OFF
+        _provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}), sampler=sampler)
+        if exporting:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-                _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(_provider)
         _instrument_asyncpg()
     return _provider

@@ -74,7 +74,7 @@ class Projection:
             if type(projection).advance is not Projection.advance:
                 await projection.advance(conn, position)
 
-    async def rebuild(self, conn: asyncpg.Connection, store: EventStore, batch: int = 5000) -> int:
+    async def rebuild(self, conn: asyncpg.Connection, store: EventStore, batch: int = 10_000) -> int:
         """Drop the projection's rows and replay its source from the start, in one transaction.
 
         The handlers' writes are batched (`BatchedWrites`). Should anything go wrong that way (a
@@ -105,6 +105,11 @@ class Projection:
                     for env in envelopes:
                         await self.apply(target, env, decode(env))
                         applied += 1
+                        if batched and not applied % YIELD_EVERY:
+                            # Deferred writes never wait, so nothing here gives way to the
+                            # batch being sent in the background: without this it would send
+                            # its first socket buffer only and the server would sit idle.
+                            await asyncio.sleep(0)
                     position = envelopes[-1].global_position or position
                     if batched:
                         # Read the next batch first, then send this batch's writes, which the
@@ -145,6 +150,9 @@ class Projection:
         self, conn: asyncpg.Connection, store: EventStore, after: int, limit: int
     ) -> list[Envelope]:
         return self._envelopes(store, await self._source_rows(conn, store, after, limit))
+
+
+YIELD_EVERY = 200  # events decoded between two chances for the background send to go on
 
 
 class BatchingUnavailable(RuntimeError):
@@ -192,7 +200,7 @@ class BatchedWrites:
     """
 
     def __init__(self, conn: asyncpg.Connection, related: dict[str, frozenset[str]],
-                 barriers: frozenset[str], limit: int = 20_000) -> None:
+                 barriers: frozenset[str], limit: int = 50_000) -> None:
         self._conn = conn
         self._related = related  # table -> itself and its foreign-key neighbours
         self._barriers = barriers  # tables with triggers: never deferred
