@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import time
@@ -174,6 +175,10 @@ class ServiceRuntime:
                         correlation_id=raw.correlation_id,
                     ),
                     routing_key=raw.reply_to,
+                    # Not mandatory: RabbitMQ 3.10 returns every mandatory message sent to a
+                    # direct reply-to address as unroutable although it delivers it, the whole
+                    # reply coming back as a basic.return (seen as RabbitMQ and service CPU).
+                    mandatory=False,
                 )
             elif not reply.ok:
                 # Nobody waits for this answer: keep the command where an operator sees why.
@@ -315,6 +320,10 @@ def run_forever(build: Callable[[Settings], ServiceRuntime], service: str) -> No
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await runtime.start()
+        # What exists once started (modules, pools, the service's set-up) lives as long as the
+        # process: out of the collector's sight, a full collection no longer walks it (about
+        # 50 ms each time, a stall every message waiting behind it would feel).
+        gc.freeze()
         await stop.wait()
         await runtime.stop()
 
