@@ -90,9 +90,12 @@ async def cmd_dlq(args) -> int:
             return 0
         queue_name = args.queue if args.queue.endswith(DLQ_SUFFIX) else args.queue + DLQ_SUFFIX
         dlq = await channel.declare_queue(queue_name, passive=True)
+        # Only what is there now: a re-driven message that fails again comes back behind these,
+        # and must wait for the next fix, not go round again in this run.
+        present = dlq.declaration_result.message_count
         handled = 0
         held = []
-        while handled < args.limit:
+        while handled < min(args.limit, present):
             message = await dlq.get(no_ack=False, fail=False)
             if message is None:
                 break
