@@ -6,7 +6,7 @@ SERVICE ?= leave
 
 DOCS_DEPS := docs/asyncapi/node_modules/.package-lock.json
 
-.PHONY: install run test unit integration replay docs chaos up down clean
+.PHONY: install run test unit integration replay docs chaos bench up down clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,10 @@ down:
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache docs/asyncapi/node_modules
+
+# The province benchmark beside a raw aio-pika/asyncpg baseline (docs/benchmark.md); about
+# five minutes, not part of `make test`.
+bench: install
+	@bash ops/system-packages.sh test
+	@$(PY) -m ops.preflight
+	$(PY) -m bench

@@ -1,0 +1,112 @@
+"""When a command's effects reached other services, read from their databases.
+
+Every event a command appends carries the command id as its correlation id, and every
+consumer keeps the whole envelope in its inbox with `received_at` (the start of the consuming
+transaction, the database's clock). Notify stamps notifications and deliveries with its own
+clock, which in the benchmark is the simulated local time: `clock_offset` converts it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+
+from bench.common import percentile
+from bench.driver import Sent
+from shared import topology
+
+
+async def inbox_arrivals(url: str, consumer: str | None = None) -> dict[str, float]:
+    """correlation id -> first `received_at` (unix time) of its events in a service's inbox."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT envelope->>'correlation_id' AS c, extract(epoch FROM min(received_at))::float8 AS t "
+            "FROM inbox WHERE $1::text IS NULL OR consumer = $1 GROUP BY 1", consumer)
+    finally:
+        await conn.close()
+    return {r["c"]: r["t"] for r in rows}
+
+
+async def appended_at(url: str) -> dict[str, float]:
+    """correlation id -> first `occurred_at` (unix time) of its events in a service's store:
+    stamped by `EventStore.append` once it holds the append lock."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT correlation_id::text AS c, extract(epoch FROM min(occurred_at))::float8 AS t "
+            "FROM events GROUP BY 1")
+    finally:
+        await conn.close()
+    return {r["c"]: r["t"] for r in rows}
+
+
+async def notification_arrivals(url: str, clock_offset: float) -> tuple[dict[str, float], dict[str, float]]:
+    """correlation id -> first notification written (web feed), first delivery sent (bot)."""
+    conn = await asyncpg.connect(url)
+    try:
+        written = await conn.fetch(
+            "SELECT correlation_id::text AS c, extract(epoch FROM min(created_at))::float8 AS t "
+            "FROM notifications GROUP BY 1")
+        delivered = await conn.fetch(
+            "SELECT n.correlation_id::text AS c, extract(epoch FROM min(d.finished_at))::float8 AS t "
+            "FROM deliveries d JOIN notifications n USING (notification_id) WHERE d.status = 'sent' GROUP BY 1")
+    finally:
+        await conn.close()
+    return ({r["c"]: r["t"] - clock_offset for r in written},
+            {r["c"]: r["t"] - clock_offset for r in delivered})
+
+
+def latencies(sent: list[Sent], arrived: dict[str, float], start_of: dict | None = None) -> list[float]:
+    """Seconds from each command's send (or its scheduled time in `start_of`) to its arrival."""
+    out = []
+    for s in sent:
+        key = str(s.command_id)
+        if key in arrived:
+            start = (start_of or {}).get(key, s.sent_at)
+            out.append(arrived[key] - start)
+    return out
+
+
+def summary(values: list[float], of: int | None = None) -> dict:
+    ms = [v * 1000 for v in values]
+    out = {"count": len(ms), "p50_ms": _round(percentile(ms, 50)), "p99_ms": _round(percentile(ms, 99)),
+           "max_ms": _round(max(ms) if ms else None)}
+    if of is not None:
+        out["of"] = of
+    return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+async def wait_for_quiet(databases: dict[str, str], timeout: float = 120.0, still: float = 2.0) -> bool:
+    """Until no service's inbox or event store has grown for `still` seconds (everything
+    published was consumed, and what consumers appended was consumed in turn)."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        counts = []
+        for url in databases.values():
+            conn = await asyncpg.connect(url)
+            try:
+                counts.append(await conn.fetchval(
+                    "SELECT (SELECT count(*) FROM inbox) * 1000003 + (SELECT coalesce(max(global_position), 0) "
+                    "FROM events) + (SELECT coalesce(sum(position), 0) FROM relay_checkpoint)"))
+            finally:
+                await conn.close()
+        if counts != last:
+            last, since = counts, time.monotonic()
+        elif time.monotonic() - since >= still:
+            return True
+        await asyncio.sleep(0.25)
+    return False
+
+
+def consumers_of(service: str) -> list[tuple[str, str]]:
+    """(consuming service, subscription) pairs whose routing keys include `service`'s events."""
+    return [(s.service, s.name) for s in topology.SUBSCRIPTIONS
+            if any(k.startswith(f"{service}.") or k.startswith("#") for k in s.routing_keys)]

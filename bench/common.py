@@ -1,0 +1,150 @@
+"""What every part of the benchmark shares: where the servers are, naming, timing, percentiles."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+AMQP_URL = os.environ.get("WFH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+RUN_ID = os.environ.get("BENCH_RUN_ID") or uuid.uuid4().hex[:6]
+
+
+def database_url(name: str) -> str:
+    return f"{PG_URL}/bench_{RUN_ID}_{name}"
+
+
+def admin_url(url: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/postgres"))
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """A one-line progress bar on stderr: `label [#####.....] done/total rate/s`."""
+
+    def __init__(self, label: str, total: int, width: int = 30) -> None:
+        self.label, self.total, self.width = label, max(total, 1), width
+        self.done = 0
+        self.started = time.monotonic()
+        self._last = 0.0
+        self._drawn = -1
+        self._tty = sys.stderr.isatty()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self._last >= (0.1 if self._tty else 5.0) or self.done >= self.total:
+            self._last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        self._drawn = self.done
+        filled = int(self.width * min(self.done, self.total) / self.total)
+        rate = self.done / max(now - self.started, 1e-9)
+        line = (f"  {self.label:34} [{'#' * filled}{'.' * (self.width - filled)}] "
+                f"{self.done}/{self.total} {rate:,.0f}/s")
+        sys.stderr.write(("\r" + line) if self._tty else (line + "\n"))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._drawn != self.done:
+            self._draw(time.monotonic())
+        if self._tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far (user + system) by named processes, by the benchmark itself, and
+    by every RabbitMQ and PostgreSQL process (these two include other users of the servers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def of(pid: int) -> float:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    out = {name: 0.0 for name in (*pids, "bench", "rabbitmq", "postgresql")}
+    named = {pid: name for name, pid in pids.items()}
+    named[os.getpid()] = "bench"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            name = named.get(pid)
+            if name is None:
+                comm = open(f"/proc/{pid}/comm").read().strip()
+                name = "rabbitmq" if comm.startswith("beam") else "postgresql" if comm.startswith("postgres") else None
+            if name is not None:
+                out[name] += of(pid)
+        except OSError:
+            continue
+    return out
+
+
+def cpu_ms_per(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    return {k: round((after[k] - before.get(k, 0.0)) * 1000 / max(count, 1), 2) for k in after}
+
+
+async def repeat_for(seconds: float, label: str, steps: list) -> None:
+    """Each of `steps` (async callables) run over and over, each in its own loop, for
+    `seconds`: the closed loop of a saturation run, with a progress bar of the seconds."""
+    import asyncio
+
+    stop_at = time.monotonic() + seconds
+    progress = Progress(label, int(seconds))
+
+    async def loop(step) -> None:
+        while time.monotonic() < stop_at:
+            await step()
+
+    async def tick() -> None:
+        while time.monotonic() < stop_at:
+            await asyncio.sleep(1)
+            progress.advance()
+
+    try:
+        await asyncio.gather(tick(), *(loop(step) for step in steps))
+    finally:
+        progress.close()
+
+
+async def open_loop(rate: float, count: int, label: str, one) -> None:
+    """`one(at)` called `count` times at `rate` per second, `at` being its scheduled wall-clock
+    time, without waiting for earlier calls: latency is counted from `at`, so a stall delays
+    every later call's count too (no coordinated omission)."""
+    import asyncio
+
+    progress = Progress(label, count)
+    began, began_wall = time.monotonic(), time.time()
+
+    async def run(at: float) -> None:
+        await one(at)
+        progress.advance()
+
+    tasks = []
+    try:
+        for i in range(count):
+            delay = began + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(run(began_wall + i / rate)))
+        await asyncio.gather(*tasks)
+    finally:
+        progress.close()
