@@ -10,7 +10,6 @@ Prints a table and writes bench/results/latest.json. Settings (environment):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import platform

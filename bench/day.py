@@ -22,7 +22,7 @@ from datetime import date, timedelta
 
 import asyncpg
 
-from bench.common import Progress, say
+from bench.common import Progress
 from bench.driver import Driver
 from bench.province import members, with_role
 from shared import signatures, topology

@@ -16,7 +16,6 @@ same events).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 import uuid
