@@ -153,8 +153,6 @@ class NotificationFeed:
         self._queue = None
 
     async def __aenter__(self) -> NotificationFeed:
-        import aio_pika
-
         self._connection = await aio_pika.connect_robust(self._url)
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=100)

@@ -344,7 +344,7 @@ class CommandDispatcher:
         self, conn, request, identity: Identity, reply: Reply, advance_to: int | None = None
     ) -> None:
         """The reply, and with `advance_to` the own projections' checkpoints, in one statement."""
-        plain = [p.name for p in self._projections if type(p).advance is Projection.advance]
+        plain = [p.name for p in self._projections if p.plain_checkpoint]
         if advance_to is None or not plain:
             await conn.execute(
                 "INSERT INTO command_replies (command_id, tenant, command_type, actor, reply) "
@@ -363,9 +363,7 @@ class CommandDispatcher:
                 reply.model_dump_json(), plain, advance_to,
             )
         if advance_to is not None:
-            for projection in self._projections:
-                if type(projection).advance is not Projection.advance:
-                    await projection.advance(conn, advance_to)
+            await Projection.advance_all(conn, self._projections, advance_to, plain_done=True)
 
 
 def _command_id_of(raw: Any) -> uuid.UUID | None:

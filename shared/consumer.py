@@ -481,7 +481,7 @@ class EventConsumer:
                 self.duplicates += 1
                 return
             await self.projection.apply(conn, envelope, event)
-            if type(self.projection).advance is not Projection.advance:
+            if not self.projection.plain_checkpoint:  # the plain one moved with the bookkeeping
                 await self.projection.advance(conn, seq)
         self.applied += 1
 
@@ -489,7 +489,7 @@ class EventConsumer:
     def _bookkeeping(self) -> str:
         """$1 consumer, $2 event id, $3 stream, $4 version, $5 envelope, $6 projection."""
         ordered = self.subscription.ordered
-        advance = type(self.projection).advance is Projection.advance
+        advance = self.projection.plain_checkpoint
         return (
             "WITH dup AS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2), "
             + ("prev AS (SELECT version FROM inbox_streams WHERE consumer = $1 AND stream_id = $3 "

@@ -58,11 +58,20 @@ class Projection:
             position,
         )
 
+    @property
+    def plain_checkpoint(self) -> bool:
+        """Whether `advance` is the one above (a row in projection_checkpoints), which a caller
+        may fold into a statement of its own; subclasses may keep their checkpoint otherwise."""
+        return type(self).advance is Projection.advance
+
     @staticmethod
-    async def advance_all(conn: asyncpg.Connection, projections, position: int) -> None:
-        """`advance` of several projections to one position, in one statement."""
-        plain = [p.name for p in projections if type(p).advance is Projection.advance]
-        if plain:
+    async def advance_all(
+        conn: asyncpg.Connection, projections, position: int, *, plain_done: bool = False
+    ) -> None:
+        """`advance` of several projections to one position, the plain checkpoints in one
+        statement (or, with `plain_done`, already moved by the caller's own statement)."""
+        plain = [p.name for p in projections if p.plain_checkpoint]
+        if plain and not plain_done:
             await conn.execute(
                 "INSERT INTO projection_checkpoints (projection, position) "
                 "SELECT unnest($1::text[]), $2 ON CONFLICT (projection) DO UPDATE SET position = "
@@ -71,7 +80,7 @@ class Projection:
                 position,
             )
         for projection in projections:
-            if type(projection).advance is not Projection.advance:
+            if not projection.plain_checkpoint:
                 await projection.advance(conn, position)
 
     async def rebuild(self, conn: asyncpg.Connection, store: EventStore, batch: int = 10_000) -> int:
@@ -145,11 +154,6 @@ class Projection:
             Envelope.model_validate_json(r["envelope"]).model_copy(update={"global_position": r["seq"]})
             for r in rows
         ]
-
-    async def _source_batch(
-        self, conn: asyncpg.Connection, store: EventStore, after: int, limit: int
-    ) -> list[Envelope]:
-        return self._envelopes(store, await self._source_rows(conn, store, after, limit))
 
 
 YIELD_EVERY = 200  # events decoded between two chances for the background send to go on

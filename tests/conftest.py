@@ -111,19 +111,29 @@ class System:
         steps += [runtime.stop() for runtime in self.runtimes.values()]
         steps.append(self._delete_topology())
         steps += [drop_database(url) for url in self.databases]
-        failures = []
-        for step in steps:
-            try:
-                await step
-            except Exception as exc:  # clean up the rest, then report
-                failures.append(exc)
-        if failures:
-            raise failures[0]
+        await every_step(steps)
 
     async def _delete_topology(self) -> None:
-        connection = await aio_pika.connect(AMQP_URL)
-        async with connection:
-            await topology.delete(await connection.channel(), self.namespace)
+        await delete_namespace(self.namespace)
+
+
+async def every_step(steps) -> None:
+    """Await every clean-up step even if some fail, then raise the first failure."""
+    failures = []
+    for step in steps:
+        try:
+            await step
+        except Exception as exc:  # clean up the rest, then report
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
+async def delete_namespace(namespace: str) -> None:
+    """Remove a test's exchanges and queues from the broker."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        await topology.delete(await connection.channel(), namespace)
 
 
 @pytest.fixture

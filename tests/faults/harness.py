@@ -24,7 +24,7 @@ from shared import topology
 from shared.auth import ADMIN_SCOPE, DevIdentityProvider
 from shared.client import CommandClient
 from shared.migrations import drop_database
-from tests.conftest import AMQP_URL, PG_URL, TENANT
+from tests.conftest import AMQP_URL, PG_URL, TENANT, delete_namespace, every_step
 
 ROOT = Path(__file__).parents[2]
 DEMO = json.loads((ROOT / "services/roster/demo/department.json").read_text())
@@ -207,21 +207,9 @@ class ProcessWorld:
             steps.append(self.client.__aexit__(None, None, None))
         steps += [s.stop() for s in self.services.values()]
         steps += [p.stop() for s in self.services.values() for p in (s.amqp_proxy, s.db_proxy)]
-        steps.append(self._delete_topology())
+        steps.append(delete_namespace(self.namespace))
         steps += [drop_database(self.db_url(name)) for name in SERVICES]
-        failures = []
-        for step in steps:
-            try:
-                await step
-            except Exception as exc:  # clean up the rest, then report
-                failures.append(exc)
-        if failures:
-            raise failures[0]
-
-    async def _delete_topology(self) -> None:
-        connection = await aio_pika.connect(AMQP_URL)
-        async with connection:
-            await topology.delete(await connection.channel(), self.namespace)
+        await every_step(steps)
 
     def logs(self, name: str, tail: int = 40) -> str:
         path = self.services[name].log_path
@@ -409,6 +397,18 @@ async def steady_load(world: ProcessWorld, ledger: Ledger, stop: asyncio.Event, 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+def _differences(label: str, expected: set[str], counts: dict[str, int]) -> list[str]:
+    """What a copy holds against what was acknowledged: lost, unexpected, duplicated."""
+    problems = []
+    if missing := expected - set(counts):
+        problems.append(f"{label} lost: {sorted(missing)[:5]} ({len(missing)})")
+    if extra := set(counts) - expected:
+        problems.append(f"{label} unexpected: {sorted(extra)[:5]}")
+    if dup := {p: n for p, n in counts.items() if n != 1}:
+        problems.append(f"{label} duplicated: {dict(list(dup.items())[:5])}")
+    return problems
+
+
 async def _fetch(url: str, query: str, *args) -> list:
     conn = await asyncpg.connect(url)
     try:
@@ -430,12 +430,7 @@ async def check_projections(world: ProcessWorld, ledger: Ledger, prefix: str = "
                           "SELECT payload->>'person_id' AS p, count(*) AS n FROM events "
                           "WHERE event_type = 'PersonAdded' AND payload->>'person_id' LIKE $1 GROUP BY 1", like)
     stored = {r["p"]: r["n"] for r in events}
-    if missing := expected - set(stored):
-        problems.append(f"roster events lost: {sorted(missing)[:5]} ({len(missing)})")
-    if extra := set(stored) - expected:
-        problems.append(f"roster events unexpected: {sorted(extra)[:5]}")
-    if dup := {p: n for p, n in stored.items() if n != 1}:
-        problems.append(f"roster events duplicated: {dict(list(dup.items())[:5])}")
+    problems += _differences("roster events", expected, stored)
 
     copies = {
         "roster dir_people": ("roster", "SELECT person_id AS p, 1 AS n FROM dir_people WHERE person_id LIKE $1"),
@@ -451,12 +446,7 @@ async def check_projections(world: ProcessWorld, ledger: Ledger, prefix: str = "
     }
     for label, (service, query) in copies.items():
         rows = {r["p"]: r["n"] for r in await _fetch(world.db_url(service), query, like)}
-        if missing := expected - set(rows):
-            problems.append(f"{label} lost: {sorted(missing)[:5]} ({len(missing)})")
-        if extra := set(rows) - expected:
-            problems.append(f"{label} unexpected: {sorted(extra)[:5]}")
-        if dup := {p: n for p, n in rows.items() if n != 1}:
-            problems.append(f"{label} duplicated: {dict(list(dup.items())[:5])}")
+        problems += _differences(label, expected, rows)
     assert not problems, "\n".join(problems)
     return {"acked": len(expected), "stored": len(stored)}
 
