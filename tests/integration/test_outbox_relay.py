@@ -295,6 +295,10 @@ async def test_relay_recovers_by_itself_when_the_broker_drops_its_connection(sys
                 lambda: set(tap.event_ids()) >= set(expected + more), timeout=15,
                 what="every event published after the broker dropped the relay",
             )
+            # The checkpoint moves once the last batch's confirms are in, just after the tap
+            # has seen it published.
+            await eventually(lambda: _checkpoint_is(conn, 50), timeout=5,
+                             what="the checkpoint at the last event")
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -303,6 +307,10 @@ async def test_relay_recovers_by_itself_when_the_broker_drops_its_connection(sys
         envelopes = tap.envelopes
     assert await checkpoint(conn) == 50
     assert_at_least_once_in_order(envelopes, expected + more, restarts=1)
+
+
+async def _checkpoint_is(conn, position: int) -> bool:
+    return await checkpoint(conn) == position
 
 
 async def backlog_more(url: str, streams: int, start: int, count: int) -> list[str]:
