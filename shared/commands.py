@@ -9,21 +9,23 @@ transaction as the command's events), so a retried command is recorded once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import jwt
+from opentelemetry import context as otel_context
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.auth import AuthenticationError, Identity, TokenVerifier
 from shared.contracts import Envelope, Event
-from shared.eventstore import AppendContext, ConcurrencyError, EventStore
+from shared.eventstore import APPEND_LOCK, AppendContext, ConcurrencyError, EventStore, HeldLock
 from shared.observability import get_logger
 from shared.projection import Projection
 
@@ -33,6 +35,10 @@ MAX_COMMAND_BYTES = 256 * 1024
 HEALTH = "Health"  # every service answers it: database, relay lag, consumers
 CONFLICT_RETRIES = 5
 VERIFIED_TOKENS = 10_000  # verified tokens remembered (least recently used dropped first)
+# Commands decided in one transaction at most: each of them is a subtransaction, and past 64
+# PostgreSQL's snapshots of every other session get slower while the transaction is open.
+MAX_BATCH = 32
+SAVEPOINT = "wfh_command"
 
 
 class DomainError(Exception):
@@ -104,6 +110,8 @@ class UnitOfWork:
     # fewer while the append lock is held); on their own, appends move them at once.
     defer_advance: bool = False
     advance_to: int | None = None
+    # Set when the transaction took the append lock for many commands (`CommandDispatcher`).
+    held: HeldLock | None = None
 
     async def load(self, stream_id: str) -> tuple[list[Event], int]:
         from shared.contracts import decode
@@ -123,6 +131,7 @@ class UnitOfWork:
                 correlation_id=self.command_id,
                 causation_id=self.command_id,
             ),
+            self.held,
         )
         for env, ev in zip(envelopes, events, strict=True):
             for projection in self.projections:
@@ -179,7 +188,39 @@ class CommandRouter:
         return combined
 
 
+@dataclass
+class Accepted:
+    """A command or query that passed every check made before the database: readable, known,
+    from an authenticated actor of its department, with a valid payload. `context` is the
+    trace context it arrived in, so its work joins that trace wherever it runs."""
+
+    request: CommandRequest
+    route: Route | None  # None: the Health request
+    command: BaseModel | None = None
+    identity: Identity | None = None
+    context: otel_context.Context | None = None
+
+    @property
+    def mutates(self) -> bool:
+        return self.route is not None and self.route.mutates
+
+
+class _BatchAbandoned(Exception):
+    """Something other than a refusal or a conflict went wrong in a batch: nothing of it was kept."""
+
+
 class CommandDispatcher:
+    """Answers commands and queries: `triage` checks what needs no database, `run_query` answers
+    a query, `run_commands` decides commands and stores their replies with their events.
+
+    Commands that arrive together are decided in one transaction (`run_commands` with several):
+    it takes the append lock once, runs each command under a savepoint of its own (a refusal
+    or a conflict undoes that command only), and stores every reply and the own projections'
+    checkpoints in one statement before the one commit. Anything else going wrong gives the
+    batch up, and its commands are decided again one by one, each in its own transaction, as a
+    single command always is.
+    """
+
     def __init__(
         self,
         router: CommandRouter,
@@ -196,6 +237,8 @@ class CommandDispatcher:
         self._projections = projections
         self._health = health
         self._verified: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+        self.batches = 0  # transactions that decided several commands
+        self.batches_given_up = 0
 
     def _identity(self, token: str | None) -> Identity:
         """The token's identity. A token whose signature and claims were verified before is
@@ -217,6 +260,15 @@ class CommandDispatcher:
 
     async def dispatch(self, body: bytes) -> Reply:
         """Answer one raw command body; every failure becomes an error reply."""
+        accepted = self.triage(body)
+        if isinstance(accepted, Reply):
+            return accepted
+        if accepted.mutates:
+            return (await self.run_commands([accepted]))[0]
+        return await self.run_query(accepted)
+
+    def triage(self, body: bytes) -> Reply | Accepted:
+        """The reply to a body refused before the database, or the command to run."""
         if len(body) > MAX_COMMAND_BYTES:
             return Reply.failure(
                 None, "too_large", f"Lệnh quá lớn (tối đa {MAX_COMMAND_BYTES} byte).",
@@ -234,7 +286,7 @@ class CommandDispatcher:
         if request.type == HEALTH and self._health is not None:
             # Answered without a token: operators and container probes ask it, and it tells
             # nothing about the department's data.
-            return Reply(ok=True, command_id=request.command_id, result=await self._health())
+            return Accepted(request, None)
         route = self._router.routes.get(request.type)
         if route is None:
             return Reply.failure(
@@ -263,33 +315,53 @@ class CommandDispatcher:
                 request.command_id, "invalid", "Dữ liệu của lệnh không hợp lệ.",
                 "The command's data is invalid.", errors=_validation_errors(exc),
             )
+        return Accepted(request, route, command, identity, otel_context.get_current())
+
+    async def run_query(self, accepted: Accepted) -> Reply:
+        request = accepted.request
         try:
-            if route.mutates:
-                return await self._run_command(request, route, command, identity)
-            return await self._run_query(request, route, command, identity)
+            if accepted.route is None:
+                return Reply(ok=True, command_id=request.command_id, result=await self._health())
+            async with self._pool().acquire() as conn:
+                uow = UnitOfWork(conn, self._store, (), accepted.identity, request.tenant,
+                                 request.command_id)
+                try:
+                    result = await accepted.route.handler(accepted.command, uow)
+                except DomainError as exc:
+                    return _domain_failure(request.command_id, exc)
+            return Reply(ok=True, command_id=request.command_id, result=_jsonable(result))
         except Exception as exc:  # a bug must answer, not silence the caller
-            log.exception("command failed", command_type=request.type)
-            return Reply.failure(
-                request.command_id, "internal", "Lỗi hệ thống, vui lòng thử lại hoặc báo Tổ CNTT.",
-                f"Internal error: {type(exc).__name__}.",
-            )
+            return _internal(request, exc)
 
-    async def _run_query(self, request, route, command, identity) -> Reply:
-        async with self._pool().acquire() as conn:
-            uow = UnitOfWork(conn, self._store, (), identity, request.tenant, request.command_id)
+    async def run_commands(self, commands: Sequence[Accepted]) -> list[Reply]:
+        """Decide `commands` (mutating ones, in this order) and answer each."""
+        if len(commands) > 1:
             try:
-                result = await route.handler(command, uow)
-            except DomainError as exc:
-                return _domain_failure(request.command_id, exc)
-        return Reply(ok=True, command_id=request.command_id, result=_jsonable(result))
+                replies = await self._run_batch(commands)
+                self.batches += 1
+                return replies
+            except Exception as exc:  # noqa: BLE001 - each command below meets it on its own
+                self.batches_given_up += 1
+                log.info("commands decided together gave up; deciding them one by one",
+                         commands=len(commands), error=repr(exc))
+        replies = []
+        for accepted in commands:
+            with _within(accepted):
+                try:
+                    replies.append(await self._run_command(accepted))
+                except Exception as exc:  # a bug must answer, not silence the caller
+                    replies.append(_internal(accepted.request, exc))
+        return replies
 
-    async def _run_command(self, request, route, command, identity) -> Reply:
+    async def _run_command(self, accepted: Accepted) -> Reply:
+        request, route, command, identity = (
+            accepted.request, accepted.route, accepted.command, accepted.identity)
         pool = self._pool()
         for attempt in range(CONFLICT_RETRIES):
             async with pool.acquire() as conn:
-                stored = await self._stored_reply(conn, request, identity)
-                if stored is not None:
-                    return stored
+                stored = await self._stored_replies(conn, [request.command_id])
+                if stored:
+                    return _stored_answer(stored[request.command_id], accepted)
                 try:
                     async with conn.transaction():
                         uow = UnitOfWork(
@@ -300,70 +372,256 @@ class CommandDispatcher:
                         reply = Reply(
                             ok=True, command_id=request.command_id, result=_jsonable(result)
                         )
-                        await self._store_reply(conn, request, identity, reply, uow.advance_to)
+                        await self._store_replies(conn, [(accepted, reply)], uow.advance_to)
                     return reply
                 except DomainError as exc:
                     reply = _domain_failure(request.command_id, exc)
                     try:
-                        await self._store_reply(conn, request, identity, reply)
+                        await self._store_replies(conn, [(accepted, reply)])
                     except asyncpg.UniqueViolationError:
                         # The same command, sent twice at once, was answered meanwhile: its
                         # effect is what refused this copy (say, "already exists"), and its
                         # reply is the answer to both.
-                        return await self._stored_reply(conn, request, identity) or reply
+                        stored = await self._stored_replies(conn, [request.command_id])
+                        return _stored_answer(stored[request.command_id], accepted) if stored else reply
                     return reply
                 except (ConcurrencyError, asyncpg.UniqueViolationError) as exc:
                     log.info("concurrent change, retrying", attempt=attempt, error=str(exc))
                     await asyncio.sleep(0.01 * (attempt + 1))
-        return Reply.failure(
-            request.command_id, "conflict",
-            "Dữ liệu vừa bị thay đổi đồng thời, vui lòng gửi lại lệnh.",
-            "The data changed concurrently; send the command again.",
-        )
+        return _conflict(request)
 
-    async def _stored_reply(self, conn, request: CommandRequest, identity: Identity) -> Reply | None:
-        row = await conn.fetchrow(
-            "SELECT command_type, tenant, actor, reply FROM command_replies WHERE command_id = $1",
-            request.command_id,
-        )
-        if row is None:
-            return None
-        # Someone else's command under the same id is a different command: they get neither
-        # its reply (which may tell them about it) nor their own command silently dropped.
-        if (row["command_type"], row["tenant"], row["actor"]) != (
-            request.type, request.tenant, identity.person_id
-        ):
-            return Reply.failure(
-                request.command_id, "command_id_reused",
-                "Mã lệnh này đã được dùng cho một lệnh khác.",
-                "This command id was already used for a different command.",
+    async def _run_batch(self, commands: Sequence[Accepted]) -> list[Reply]:
+        # The batch's own statements in the first command's trace, each command's in its own.
+        with _within(commands[0]):
+            replies = await self._decide_batch(commands)
+        return replies
+
+    async def _decide_batch(self, commands: Sequence[Accepted]) -> list[Reply]:
+        replies: list[Reply | None] = [None] * len(commands)
+        first_of: dict[uuid.UUID, int] = {}
+        async with self._pool().acquire() as conn:
+            stored = await self._stored_replies(conn, [a.request.command_id for a in commands])
+            fresh = []
+            for i, accepted in enumerate(commands):
+                command_id = accepted.request.command_id
+                if command_id in stored:
+                    replies[i] = _stored_answer(stored[command_id], accepted)
+                elif command_id not in first_of:  # a copy sent twice at once is answered below
+                    first_of[command_id] = i
+                    fresh.append(i)
+            if fresh:
+                async with conn.transaction():
+                    await conn.execute(f"SELECT pg_advisory_xact_lock({APPEND_LOCK}); SAVEPOINT {SAVEPOINT}")
+                    held = HeldLock()
+                    advance_to = None
+                    for n, i in enumerate(fresh):
+                        with _within(commands[i]):
+                            replies[i], position = await self._decide_in_batch(
+                                conn, commands[i], held, last=n == len(fresh) - 1)
+                        if position is not None:
+                            advance_to = max(advance_to or 0, position)
+                    # A conflict is not stored: the same command sent again may succeed.
+                    await self._store_replies(
+                        conn, [(commands[i], replies[i]) for i in fresh
+                               if replies[i].ok or replies[i].error.code != "conflict"],
+                        advance_to,
+                    )
+        for i, accepted in enumerate(commands):
+            if replies[i] is None:
+                first = first_of[accepted.request.command_id]
+                replies[i] = replies[first] if _same_command(commands[first], accepted) else _reused(accepted.request)
+        return replies
+
+    async def _decide_in_batch(
+        self, conn, accepted: Accepted, held: HeldLock, last: bool
+    ) -> tuple[Reply, int | None]:
+        """One command of a batch, under the savepoint taken before it; the savepoint is taken
+        again for the next command (not after the `last`). A refusal or a conflict rolls back to
+        it; anything else gives up the batch."""
+        request = accepted.request
+        for attempt in range(CONFLICT_RETRIES):
+            uow = UnitOfWork(
+                conn, self._store, self._projections, accepted.identity, request.tenant,
+                request.command_id, defer_advance=True, held=held,
             )
-        return Reply.model_validate_json(row["reply"])
+            try:
+                result = await accepted.route.handler(accepted.command, uow)
+            except DomainError as exc:
+                await self._undo(conn, held)
+                return _domain_failure(request.command_id, exc), None
+            except (ConcurrencyError, asyncpg.UniqueViolationError) as exc:
+                await self._undo(conn, held)
+                log.info("concurrent change, retrying", attempt=attempt, error=str(exc))
+                continue
+            except Exception as exc:
+                raise _BatchAbandoned(f"{type(exc).__name__}: {exc}") from exc
+            reply = Reply(ok=True, command_id=request.command_id, result=_jsonable(result))
+            if not last:
+                await conn.execute(f"RELEASE SAVEPOINT {SAVEPOINT}; SAVEPOINT {SAVEPOINT}")
+            return reply, uow.advance_to
+        return _conflict(request), None
 
-    async def _store_reply(
-        self, conn, request, identity: Identity, reply: Reply, advance_to: int | None = None
+    @staticmethod
+    async def _undo(conn, held: HeldLock) -> None:
+        """Back to the savepoint before the command (which stays, for the next one)."""
+        await conn.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+        held.forget()  # the head it may have appended is gone
+
+    async def _stored_replies(self, conn, command_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+        rows = await conn.fetch(
+            "SELECT command_id, command_type, tenant, actor, reply FROM command_replies "
+            "WHERE command_id = ANY($1::uuid[])",
+            command_ids,
+        )
+        return {r["command_id"]: r for r in rows}
+
+    async def _store_replies(
+        self, conn, answered: list[tuple[Accepted, Reply]], advance_to: int | None = None
     ) -> None:
-        """The reply, and with `advance_to` the own projections' checkpoints, in one statement."""
+        """The replies, and with `advance_to` the own projections' checkpoints, in one statement."""
         plain = [p.name for p in self._projections if p.plain_checkpoint]
+        columns = (
+            [a.request.command_id for a, _ in answered],
+            [a.request.tenant for a, _ in answered],
+            [a.request.type for a, _ in answered],
+            [a.identity.person_id for a, _ in answered],
+            [reply.model_dump_json() for _, reply in answered],
+        )
+        insert = (
+            "INSERT INTO command_replies (command_id, tenant, command_type, actor, reply) "
+            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[])"
+        )
         if advance_to is None or not plain:
-            await conn.execute(
-                "INSERT INTO command_replies (command_id, tenant, command_type, actor, reply) "
-                "VALUES ($1, $2, $3, $4, $5)",
-                request.command_id, request.tenant, request.type, identity.person_id,
-                reply.model_dump_json(),
-            )
+            if answered:
+                await conn.execute(insert, *columns)
         else:
             await conn.execute(
-                "WITH reply AS (INSERT INTO command_replies (command_id, tenant, command_type, actor, "
-                "reply) VALUES ($1, $2, $3, $4, $5)) "
+                f"WITH reply AS ({insert}) "
                 "INSERT INTO projection_checkpoints (projection, position) SELECT unnest($6::text[]), $7 "
                 "ON CONFLICT (projection) DO UPDATE SET position = "
                 "greatest(projection_checkpoints.position, EXCLUDED.position)",
-                request.command_id, request.tenant, request.type, identity.person_id,
-                reply.model_dump_json(), plain, advance_to,
+                *columns, plain, advance_to,
             )
         if advance_to is not None:
             await Projection.advance_all(conn, self._projections, advance_to, plain_done=True)
+
+
+class CommandBatcher:
+    """Hands the commands that arrive while others are being decided to the dispatcher together.
+
+    Each delivered command waits here for its reply; one worker takes every command waiting
+    (at most `max_batch`) and has them decided in one transaction (`CommandDispatcher`). Under
+    light load each command is decided alone, as soon as it arrives. A redelivered command
+    (its process may have died deciding it) is decided on its own, so a command that kills the
+    process takes no other command down with it.
+    """
+
+    def __init__(self, dispatcher: CommandDispatcher, max_batch: int = MAX_BATCH) -> None:
+        self.dispatcher = dispatcher
+        self._max = max(1, min(max_batch, MAX_BATCH))
+        self._waiting: deque[tuple[Accepted, asyncio.Future, bool]] = deque()
+        self._arrived = asyncio.Event()
+        self._worker: asyncio.Task | None = None
+        self.largest_batch = 0
+
+    async def decide(self, accepted: Accepted, alone: bool = False) -> Reply:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name="command-batcher")
+        reply = asyncio.get_running_loop().create_future()
+        self._waiting.append((accepted, reply, alone))
+        self._arrived.set()
+        # Shielded: a handler cancelled while waiting (the broker stopping) leaves the batch
+        # under way intact; its message, not acknowledged, comes back and finds its stored reply.
+        return await asyncio.shield(reply)
+
+    def _take(self) -> list[tuple[Accepted, asyncio.Future, bool]]:
+        batch = [self._waiting.popleft()]
+        if not batch[0][2]:
+            while self._waiting and len(batch) < self._max and not self._waiting[0][2]:
+                batch.append(self._waiting.popleft())
+        return batch
+
+    async def stop(self) -> None:
+        """After the broker stopped: the worker, and whoever still waits is let go unanswered
+        (their messages, not acknowledged, are delivered again)."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        while self._waiting:
+            self._waiting.popleft()[1].cancel()
+
+    async def _work(self) -> None:
+        # Started from the first command's handler: its trace is not the worker's own.
+        otel_context.attach(otel_context.Context())
+        while True:
+            if not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            batch = self._take()
+            self.largest_batch = max(self.largest_batch, len(batch))
+            try:
+                replies = await self.dispatcher.run_commands([a for a, _, _ in batch])
+            except BaseException:
+                for _, reply, _ in batch:
+                    reply.cancel()
+                raise
+            for (_, reply, _), answer in zip(batch, replies, strict=True):
+                if not reply.done():
+                    reply.set_result(answer)
+
+
+def _stored_answer(row, accepted: Accepted) -> Reply:
+    """A command id seen before gets its stored reply. Someone else's command under the same id
+    is a different command: they get neither its reply (which may tell them about it) nor
+    their own command silently dropped."""
+    if (row["command_type"], row["tenant"], row["actor"]) != (
+        accepted.request.type, accepted.request.tenant, accepted.identity.person_id
+    ):
+        return _reused(accepted.request)
+    return Reply.model_validate_json(row["reply"])
+
+
+def _same_command(first: Accepted, other: Accepted) -> bool:
+    return (first.request.type, first.request.tenant, first.identity.person_id) == (
+        other.request.type, other.request.tenant, other.identity.person_id)
+
+
+def _reused(request: CommandRequest) -> Reply:
+    return Reply.failure(
+        request.command_id, "command_id_reused",
+        "Mã lệnh này đã được dùng cho một lệnh khác.",
+        "This command id was already used for a different command.",
+    )
+
+
+def _conflict(request: CommandRequest) -> Reply:
+    return Reply.failure(
+        request.command_id, "conflict",
+        "Dữ liệu vừa bị thay đổi đồng thời, vui lòng gửi lại lệnh.",
+        "The data changed concurrently; send the command again.",
+    )
+
+
+def _internal(request: CommandRequest, exc: Exception) -> Reply:
+    log.exception("command failed", command_type=request.type, exc_info=exc)
+    return Reply.failure(
+        request.command_id, "internal", "Lỗi hệ thống, vui lòng thử lại hoặc báo Tổ CNTT.",
+        f"Internal error: {type(exc).__name__}.",
+    )
+
+
+@contextlib.contextmanager
+def _within(accepted: Accepted):
+    """Run a command's work in the trace context it arrived in."""
+    if accepted.context is None:
+        yield
+        return
+    token = otel_context.attach(accepted.context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def _command_id_of(raw: Any) -> uuid.UUID | None:

@@ -56,9 +56,55 @@ class AppendContext:
     causation_id: uuid.UUID | None = None
 
 
+@dataclass
+class HeldLock:
+    """The append lock taken at the top of a transaction that appends many times (a batch of
+    commands): its appends do not take the lock again, and each remembers the head it wrote,
+    so the next one writes in a single statement that checks the head and the stream's version
+    itself. A savepoint rolled back may have taken that head away again: the check sees it,
+    and the head is read afresh (`forget` says so without the failed attempt)."""
+
+    position: int | None = None  # None: not read yet in this transaction
+    chain_hash: str | None = None
+
+    def forget(self) -> None:
+        self.position = self.chain_hash = None
+
+
 _COLUMNS = (
     "global_position, stream_id, stream_version, event_id, event_type, schema_version, tenant, "
     "occurred_at, actor, correlation_id, causation_id, trace_context, payload"
+)
+
+
+_VERSION_AND_HEAD = (
+    "SELECT (SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1) AS version, "
+    "h.global_position, h.chain_hash FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
+    "SELECT global_position, chain_hash FROM events ORDER BY global_position DESC LIMIT 1"
+    ") AS h ON true"
+)
+_UNNEST = (
+    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[], "
+    "$6::int[], $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], $11::uuid[], "
+    "$12::jsonb[], $13::jsonb[], $14::text[])"
+)
+_INSERT = (
+    f"WITH appended AS (INSERT INTO events ({_COLUMNS}, chain_hash) {_UNNEST} RETURNING 1) "
+    f"SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM (SELECT count(*) FROM appended) AS done"
+)
+# Under a held lock: inserts only if the stream is at the expected version ($16) and the head
+# is still the one the hashes were chained to ($17, $18); says which, and notifies the relay.
+_GUARDED_INSERT = (
+    "WITH head AS (SELECT global_position, chain_hash FROM events "
+    "ORDER BY global_position DESC LIMIT 1), "
+    "version AS (SELECT coalesce(max(stream_version), 0) AS v FROM events WHERE stream_id = $15), "
+    "checks AS (SELECT (SELECT v FROM version) AS version, "
+    "coalesce((SELECT global_position FROM head), 0) = $17 "
+    f"AND coalesce((SELECT chain_hash FROM head), '{chain.GENESIS}') = $18 AS head_ok), "
+    f"appended AS (INSERT INTO events ({_COLUMNS}, chain_hash) {_UNNEST} AS rows "
+    "WHERE (SELECT version = $16 AND head_ok FROM checks) RETURNING 1) "
+    "SELECT c.version, c.head_ok, (SELECT count(*) FROM appended) AS appended, "
+    f"pg_notify('{NOTIFY_CHANNEL}', '') FROM checks AS c"
 )
 
 
@@ -98,26 +144,29 @@ class EventStore:
         expected_version: int,
         events: Sequence[Event],
         context: AppendContext,
+        held: HeldLock | None = None,
     ) -> list[Envelope]:
-        """Append `events` to a stream at `expected_version`; must run inside a transaction."""
+        """Append `events` to a stream at `expected_version`; must run inside a transaction.
+
+        With `held`, the caller's transaction already holds the append lock (`HeldLock`)."""
         if not conn.is_in_transaction():
             raise RuntimeError("append must run inside the caller's transaction")
         if not events:
             return []
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-        # Read after the lock (a statement of its own, so its snapshot is taken under the lock):
-        # the stream's version and the head of the store, in one round trip.
-        last = await conn.fetchrow(
-            "SELECT (SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1) AS version, "
-            "h.global_position, h.chain_hash FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
-            "SELECT global_position, chain_hash FROM events ORDER BY global_position DESC LIMIT 1"
-            ") AS h ON true",
-            stream_id,
-        )
-        if last["version"] != expected_version:
-            raise ConcurrencyError(stream_id, expected_version, last["version"])
-        position = last["global_position"] or 0
-        previous_hash = last["chain_hash"] or chain.GENESIS
+        guarded = held is not None and held.position is not None
+        if guarded:
+            position, previous_hash = held.position, held.chain_hash
+        else:
+            if held is None:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+            # Read after the lock (a statement of its own, so its snapshot is taken under the
+            # lock): the stream's version and the head of the store, in one round trip.
+            last = await conn.fetchrow(_VERSION_AND_HEAD, stream_id)
+            if last["version"] != expected_version:
+                raise ConcurrencyError(stream_id, expected_version, last["version"])
+            position = last["global_position"] or 0
+            previous_hash = last["chain_hash"] or chain.GENESIS
+        head_position, head_hash = position, previous_hash
         trace_context: dict[str, str] = {}
         propagate.inject(trace_context)
         now = datetime.now(UTC)
@@ -144,13 +193,7 @@ class EventStore:
         for env in envelopes:
             previous_hash = chain.link(previous_hash, env.model_dump())
             hashes.append(previous_hash)
-        # All rows and the relay's wake-up in one statement (NOTIFY is delivered at commit).
-        await conn.execute(
-            f"WITH appended AS (INSERT INTO events ({_COLUMNS}, chain_hash) "
-            "SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[], "
-            "$6::int[], $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], $11::uuid[], "
-            "$12::jsonb[], $13::jsonb[], $14::text[]) RETURNING 1) "
-            f"SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM (SELECT count(*) FROM appended) AS done",
+        rows = [
             [env.global_position for env in envelopes],
             [env.stream_id for env in envelopes],
             [env.stream_version for env in envelopes],
@@ -165,7 +208,21 @@ class EventStore:
             [json.dumps(env.trace_context) for env in envelopes],
             [json.dumps(env.payload, ensure_ascii=False) for env in envelopes],
             hashes,
-        )
+        ]
+        if guarded:
+            checked = await conn.fetchrow(
+                _GUARDED_INSERT, *rows, stream_id, expected_version, head_position, head_hash
+            )
+            if checked["version"] != expected_version:
+                raise ConcurrencyError(stream_id, expected_version, checked["version"])
+            if not checked["head_ok"]:
+                held.forget()
+                return await self.append(conn, stream_id, expected_version, events, context, held)
+        else:
+            # All rows and the relay's wake-up in one statement (NOTIFY is delivered at commit).
+            await conn.execute(_INSERT, *rows)
+        if held is not None:
+            held.position, held.chain_hash = envelopes[-1].global_position, hashes[-1]
         return envelopes
 
     async def read_stream_events(self, conn: asyncpg.Connection, stream_id: str) -> list[StoredEvent]:

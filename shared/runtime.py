@@ -20,7 +20,7 @@ from faststream.middlewares import AckPolicy
 
 from shared import topology
 from shared.auth import TokenVerifier
-from shared.commands import CommandDispatcher, CommandRouter
+from shared.commands import CommandBatcher, CommandDispatcher, CommandRouter, Reply
 from shared.consumer import DeadLetters, EventConsumer, current_message, raw_body
 from shared.eventstore import EventStore, record_checkpoint
 from shared.metrics import ServiceMetrics
@@ -56,6 +56,7 @@ class ServiceRuntime:
         self.pool: asyncpg.Pool | None = None
         self.broker: RabbitBroker | None = None
         self.consumers: list[EventConsumer] = []
+        self.batcher: CommandBatcher | None = None
         self.relay: OutboxRelay | None = None
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._relay_task: asyncio.Task | None = None
@@ -103,7 +104,10 @@ class ServiceRuntime:
             self.definition.own_projections,
             health=self.health,
         )
-        self._register_commands(dispatcher, channel, dead_letters)
+        # Replies go to direct reply-to addresses, where RabbitMQ keeps nothing: a publisher
+        # confirm would prove nothing more than the write, and costs both sides a frame each.
+        replies = await self._connection.channel(publisher_confirms=False)
+        self._register_commands(dispatcher, replies, dead_letters)
         for sub in topology.subscriptions_of(settings.service):
             projection = self.definition.consumed_projections[sub.name]
             consumer = EventConsumer(
@@ -144,13 +148,14 @@ class ServiceRuntime:
                 log.exception("background loop crashed, restarting", loop=_name(loop))
                 await asyncio.sleep(1.0)
 
-    def _register_commands(self, dispatcher: CommandDispatcher, channel, dead_letters) -> None:
+    def _register_commands(self, dispatcher: CommandDispatcher, replies, dead_letters) -> None:
         queue_name = self.settings.command_queue
         broker_context = self.broker.context
         queue = RabbitQueue(
             queue_name, durable=True, declare=False,
             arguments=topology.queue_arguments(self.settings.namespace, queue_name),
         )
+        self.batcher = batcher = CommandBatcher(dispatcher, self.settings.command_batch)
 
         @self.broker.subscriber(
             queue,
@@ -164,11 +169,18 @@ class ServiceRuntime:
         async def on_command(body: bytes) -> None:
             raw = current_message(broker_context)
             started = time.perf_counter()
-            reply = await dispatcher.dispatch(body)
+            accepted = dispatcher.triage(body)
+            if isinstance(accepted, Reply):
+                reply = accepted
+            elif accepted.mutates:
+                # Decided with the commands that arrived meanwhile, in one transaction.
+                reply = await batcher.decide(accepted, alone=raw.redelivered)
+            else:
+                reply = await dispatcher.run_query(accepted)
             if self.metrics is not None:
                 self.metrics.record_command(_command_type(body), reply.ok, time.perf_counter() - started)
             if raw.reply_to:
-                await channel.default_exchange.publish(
+                await replies.default_exchange.publish(
                     aio_pika.Message(
                         body=reply.model_dump_json().encode(),
                         content_type="application/json",
@@ -238,6 +250,10 @@ class ServiceRuntime:
         report["consumers"] = {
             c.queue: {"applied": c.applied, "duplicates": c.duplicates} for c in self.consumers
         }
+        if self.batcher is not None:
+            dispatcher = self.batcher.dispatcher
+            report["commands"] = {"batches": dispatcher.batches, "batches_given_up": dispatcher.batches_given_up,
+                                  "largest_batch": self.batcher.largest_batch}
         report["healthy"] = report["database"] == "up"
         return report
 
@@ -260,6 +276,8 @@ class ServiceRuntime:
                 pass
         if self.broker is not None:
             await self.broker.stop()  # lets the messages under way finish
+        if self.batcher is not None:
+            await self.batcher.stop()
         for consumer in self.consumers:
             await consumer.stop()
         if self._connection is not None:

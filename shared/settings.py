@@ -27,6 +27,7 @@ class Settings:
     relay_batch_size: int = 500
     relay_poll_seconds: float = 1.0
     consumer_prefetch: int = 100  # commands answered at once
+    command_batch: int = 32  # commands decided together in one transaction, at most
     event_batch: int = 200  # events an event consumer holds and applies in one transaction
     handler_attempts: int = 5
     command_timeout_seconds: float = 10.0
@@ -73,6 +74,7 @@ class Settings:
             relay_batch_size=int(_env("WFH_RELAY_BATCH_SIZE", str(cls.relay_batch_size))),
             consumer_prefetch=int(_env("WFH_CONSUMER_PREFETCH", str(cls.consumer_prefetch))),
             event_batch=int(_env("WFH_EVENT_BATCH", str(cls.event_batch))),
+            command_batch=int(_env("WFH_COMMAND_BATCH", str(cls.command_batch))),
             handler_attempts=int(_env("WFH_HANDLER_ATTEMPTS", str(cls.handler_attempts))),
             chain_key_file=_env("WFH_CHAIN_KEY_FILE", f".run/chain-keys/{service}.pem"),
             chain_checkpoint_seconds=float(_env("WFH_CHAIN_CHECKPOINT_SECONDS", "60")),

@@ -21,13 +21,21 @@ from shared.commands import NotFound, UnitOfWork
 from shared.contracts import Event
 from shared.contracts import roster as ev
 from shared.directory import Directory
+from shared.eventstore import APPEND_LOCK
 from services.roster.rosters import CompiledRoster, DayState, Delegation, OpenGap
 from services.roster.rules import DaySheet, DivisionInfo, Organisation
 
 
 async def lock(conn: asyncpg.Connection, tenant: str) -> None:
-    """Serialises roster decisions of one department until the transaction ends."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", ev.roster_stream(tenant))
+    """Serialises roster decisions of one department until the transaction ends.
+
+    The event store's append lock is taken first (every decision appends, so it would be taken
+    anyway): commands decided together hold it from their transaction's start, and with the two
+    locks always taken in that order a batch and the leave consumer cannot deadlock."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock(hashtextextended($2, 0))",
+        APPEND_LOCK, ev.roster_stream(tenant),
+    )
 
 
 async def append(uow: UnitOfWork, events: list[Event]) -> None:

@@ -17,6 +17,7 @@ async def test_health_over_amqp_reports_database_relay_and_consumers(system):
         assert reply.ok, reply.error
         assert reply.result["healthy"] is True and reply.result["database"] == "up"
         assert reply.result["relay_lag"] == 0
+        assert reply.result["commands"]["batches_given_up"] == 0
     reply = await system.send("leave", "Health", token="")
     assert f"{system.namespace}.leave.directory" in reply.result["consumers"]
     # With its database gone the service still answers, and says what is wrong.

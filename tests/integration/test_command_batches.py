@@ -1,0 +1,330 @@
+"""Commands decided together, against the real PostgreSQL: each command of a batch gets the
+answer it would get alone, a refusal or a conflict undoes only that command, a failure gives
+the batch up and every command is decided again on its own, and the event store comes out as
+if the commands had been decided one by one (positions gapless, the hash chain whole)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import asyncpg
+import pytest
+from pydantic import BaseModel
+
+from services.roster.app import definition as roster_definition
+from shared.auth import Identity, TokenVerifier
+from shared.commands import CommandBatcher, CommandDispatcher, CommandRouter, DomainError, UnitOfWork
+from shared.contracts import roster as ro
+from shared.eventstore import EventStore, verify_store
+from shared.projection import Projection
+from tests.integration.backbone_helpers import TENANT, context, private_database
+
+pytestmark = pytest.mark.integration
+
+STORE = EventStore("roster")
+TOY_TABLE = "CREATE TABLE IF NOT EXISTS toy_divisions (stream_id text, division_id text PRIMARY KEY, name text)"
+
+
+class AddDivision(BaseModel):
+    stream: str
+    name: str
+    # What the handler does besides appending, to put each path of a batch to the test.
+    refuse: str = ""  # "before" or "after" the append
+    bug: bool = False
+    undone_inside: bool = False  # appends again inside a savepoint of its own, then rolls it back
+
+
+class _Undo(Exception):
+    pass
+
+
+def toy_service() -> tuple[CommandRouter, Projection]:
+    router = CommandRouter()
+    projection = Projection("toy", ("toy_divisions",))
+
+    @projection.on(ro.DivisionCreated)
+    async def _created(conn, env, e: ro.DivisionCreated) -> None:
+        await conn.execute("INSERT INTO toy_divisions VALUES ($1, $2, $3)", env.stream_id, e.division_id, e.name)
+
+    @router.command(AddDivision)
+    async def add(cmd: AddDivision, uow: UnitOfWork) -> dict:
+        events, version = await uow.load(cmd.stream)
+        if cmd.refuse == "before":
+            raise DomainError("Không được thêm phòng.", "Refused before appending.")
+        created = ro.DivisionCreated(division_id=f"{cmd.stream}-{version + 1}", name=cmd.name, kind="division")
+        await uow.append(cmd.stream, version, [created])
+        if cmd.refuse == "after":
+            raise DomainError("Không được thêm phòng.", "Refused after appending.")
+        if cmd.bug:
+            raise RuntimeError("a bug in the handler")
+        if cmd.undone_inside:
+            try:
+                async with uow.conn.transaction():
+                    again = ro.DivisionCreated(division_id=f"{cmd.stream}-undone", name="x", kind="division")
+                    await uow.append(cmd.stream, version + 1, [again])
+                    raise _Undo
+            except _Undo:
+                pass
+        return {"division_id": created.division_id, "events_before": len(events)}
+
+    return router, projection
+
+
+class Toy:
+    """A dispatcher over a private database with the backbone schema and one toy projection."""
+
+    def __init__(self, url: str, idp) -> None:
+        self.url = url
+        self.idp = idp
+        self.router, self.projection = toy_service()
+        self.pool: asyncpg.Pool | None = None
+        self.dispatcher: CommandDispatcher | None = None
+
+    async def __aenter__(self) -> Toy:
+        self.pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4)
+        await self.pool.execute(TOY_TABLE)
+        self.dispatcher = CommandDispatcher(
+            self.router, lambda: self.pool, STORE, TokenVerifier(self.idp.public_key_pem, self.idp.issuer),
+            (self.projection,),
+        )
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.pool.close()
+
+    def body(self, command_id: uuid.UUID | None = None, actor: str = "it-admin", **payload) -> bytes:
+        return json.dumps({
+            "command_id": str(command_id or uuid.uuid4()), "type": "AddDivision", "tenant": TENANT,
+            "token": self.idp.mint(actor, TENANT), "payload": payload,
+        }).encode()
+
+    async def together(self, *bodies: bytes):
+        accepted = [self.dispatcher.triage(b) for b in bodies]
+        return await self.dispatcher.run_commands(accepted)
+
+    async def one_by_one(self, *bodies: bytes):
+        return [await self.dispatcher.dispatch(b) for b in bodies]
+
+    async def events(self) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT global_position, stream_id, stream_version, payload FROM events ORDER BY global_position")
+
+    async def divisions(self) -> list[tuple[str, str]]:
+        return [tuple(r) for r in await self.pool.fetch(
+            "SELECT stream_id, division_id FROM toy_divisions ORDER BY division_id")]
+
+    async def assert_store_whole(self, batches_given_up: int = 0) -> None:
+        assert self.dispatcher.batches_given_up == batches_given_up
+        events = await self.events()
+        assert [e["global_position"] for e in events] == list(range(1, len(events) + 1))
+        async with self.pool.acquire() as conn:
+            verdict = await verify_store(conn)
+            checkpoint = await self.projection.checkpoint(conn)
+        assert verdict.intact, verdict.problems
+        assert checkpoint == len(events)
+
+
+@pytest.fixture
+async def toy(system, idp):
+    async with Toy(await private_database(system, "toy"), idp) as world:
+        yield world
+
+
+@pytest.fixture
+async def other_toy(system, idp):
+    async with Toy(await private_database(system, "toy2"), idp) as world:
+        yield world
+
+
+async def test_each_command_decided_together_gets_its_own_answer(toy):
+    seen = uuid.uuid4()
+    [earlier] = await toy.one_by_one(toy.body(seen, stream="s0", name="Phòng đã có"))
+    duplicate = uuid.uuid4()
+    replies = await toy.together(
+        toy.body(duplicate, stream="s1", name="Phòng Một"),
+        toy.body(stream="s2", name="Phòng Hai"),
+        toy.body(stream="s3", name="Từ chối trước", refuse="before"),
+        toy.body(stream="s1", name="Từ chối sau", refuse="after"),
+        toy.body(stream="s1", name="Phòng Một bis"),
+        toy.body(duplicate, stream="s1", name="Phòng Một"),  # the same command sent twice at once
+        toy.body(duplicate, actor="someone-else", stream="s1", name="Phòng Một"),
+        toy.body(seen, stream="s0", name="Phòng đã có"),  # answered before: its stored reply
+    )
+    assert [r.ok for r in replies] == [True, True, False, False, True, True, False, True]
+    assert replies[0].result == {"division_id": "s1-1", "events_before": 0}
+    assert replies[1].result == {"division_id": "s2-1", "events_before": 0}
+    assert replies[2].error.message_en == "Refused before appending."
+    assert replies[3].error.message_en == "Refused after appending."  # its append undone
+    assert replies[4].result == {"division_id": "s1-2", "events_before": 1}
+    assert replies[5] == replies[0]
+    assert replies[6].error.code == "command_id_reused"
+    assert replies[7] == earlier
+    events = await toy.events()
+    assert [(e["stream_id"], e["stream_version"]) for e in events] == [("s0", 1), ("s1", 1), ("s2", 1), ("s1", 2)]
+    assert await toy.divisions() == [("s0", "s0-1"), ("s1", "s1-1"), ("s1", "s1-2"), ("s2", "s2-1")]
+    await toy.assert_store_whole()
+    stored = await toy.pool.fetchval("SELECT count(*) FROM command_replies")
+    assert stored == 1 + 5  # s0, then every command of the batch once (refusals too)
+    # Asked again, every command gets the answer it got.
+    again = await toy.together(
+        toy.body(duplicate, stream="s1", name="Phòng Một"),
+        toy.body(uuid.UUID(str(replies[2].command_id)), stream="s3", name="Từ chối trước", refuse="before"),
+    )
+    assert again == [replies[0], replies[2]]
+    assert len(await toy.events()) == 4
+
+
+async def test_a_failing_handler_gives_the_batch_up_and_each_command_is_decided_alone(toy):
+    replies = await toy.together(
+        toy.body(stream="s1", name="Phòng Một"),
+        toy.body(stream="s2", name="Lỗi", bug=True),
+        toy.body(stream="s1", name="Phòng Một bis"),
+    )
+    assert [r.ok for r in replies] == [True, False, True]
+    assert replies[1].error.code == "internal"
+    assert [(e["stream_id"], e["stream_version"]) for e in await toy.events()] == [("s1", 1), ("s1", 2)]
+    assert await toy.divisions() == [("s1", "s1-1"), ("s1", "s1-2")]
+    await toy.assert_store_whole(batches_given_up=1)
+
+
+async def test_a_savepoint_rolled_back_inside_a_command_leaves_the_chain_whole(toy):
+    """The head the store remembered for the batch was taken away by the handler's own
+    savepoint: the next append sees it and reads the head again."""
+    replies = await toy.together(
+        toy.body(stream="s1", name="Phòng Một"),
+        toy.body(stream="s2", name="Phòng Hai", undone_inside=True),
+        toy.body(stream="s3", name="Phòng Ba"),
+        toy.body(stream="s2", name="Phòng Hai bis"),
+    )
+    assert all(r.ok for r in replies), [r.error for r in replies]
+    events = await toy.events()
+    assert [(e["stream_id"], e["stream_version"]) for e in events] == [("s1", 1), ("s2", 1), ("s3", 1), ("s2", 2)]
+    assert "s2-undone" not in {d for _, d in await toy.divisions()}
+    await toy.assert_store_whole()
+
+
+async def test_commands_decided_together_store_what_they_store_one_by_one(toy, other_toy):
+    def bodies(world: Toy) -> list[bytes]:
+        ids = [uuid.UUID(int=n) for n in range(1, 13)]
+        kinds = ["", "", "before", "after", "", "", "after", "", "before", "", "", ""]
+        return [world.body(ids[n], stream=f"s{n % 3}", name=f"Phòng {n}", refuse=kinds[n]) for n in range(12)]
+
+    together = await toy.together(*bodies(toy))
+    alone = await other_toy.one_by_one(*bodies(other_toy))
+    assert together == alone
+    shape = [(e["stream_id"], e["stream_version"], json.loads(e["payload"])) for e in await toy.events()]
+    assert shape == [(e["stream_id"], e["stream_version"], json.loads(e["payload"])) for e in await other_toy.events()]
+    assert await toy.divisions() == await other_toy.divisions()
+    await toy.assert_store_whole()
+    await other_toy.assert_store_whole()
+
+
+async def test_two_processes_deciding_batches_at_once_write_one_chain(toy, idp):
+    """Two replicas of a service, each with its own batches, on one database: the append lock
+    serialises the batches, nothing conflicts, the chain and the streams stay whole."""
+    async with Toy(toy.url, idp) as replica:
+        rounds = await asyncio.gather(*(
+            world.together(*(world.body(stream=f"s{n % 4}", name=f"Phòng {w}-{r}-{n}") for n in range(8)))
+            for r in range(5) for w, world in enumerate((toy, replica))
+        ))
+    assert all(reply.ok for replies in rounds for reply in replies)
+    events = await toy.events()
+    assert len(events) == 80
+    for stream in ("s0", "s1", "s2", "s3"):
+        assert [e["stream_version"] for e in events if e["stream_id"] == stream] == list(range(1, 21))
+    await toy.assert_store_whole()
+
+
+async def test_the_batcher_decides_what_waits_together_and_answers_each(toy):
+    batcher = CommandBatcher(toy.dispatcher, max_batch=8)
+    try:
+        replies = await asyncio.gather(*(
+            batcher.decide(toy.dispatcher.triage(toy.body(stream=f"s{n % 5}", name=f"Phòng {n}")))
+            for n in range(30)
+        ))
+    finally:
+        await batcher.stop()
+    assert all(r.ok for r in replies), [r.error for r in replies if not r.ok]
+    assert 1 < batcher.largest_batch <= 8
+    assert len(await toy.events()) == 30
+    await toy.assert_store_whole()
+
+
+async def test_a_redelivered_command_is_decided_on_its_own(toy):
+    batcher = CommandBatcher(toy.dispatcher, max_batch=8)
+    sizes = []
+    run_commands = toy.dispatcher.run_commands
+
+    async def recording(commands):
+        sizes.append(len(commands))
+        return await run_commands(commands)
+
+    toy.dispatcher.run_commands = recording
+    try:
+        first = asyncio.ensure_future(batcher.decide(toy.dispatcher.triage(toy.body(stream="s0", name="Đầu"))))
+        await asyncio.sleep(0)
+        rest = [batcher.decide(toy.dispatcher.triage(toy.body(stream=f"s{n}", name=f"Phòng {n}")), alone=n == 3)
+                for n in range(1, 7)]
+        replies = [await first, *await asyncio.gather(*rest)]
+    finally:
+        await batcher.stop()
+    assert all(r.ok for r in replies)
+    # The first alone (nothing else waited yet), then 1-2, the redelivered 3 alone, then 4-6.
+    assert sizes == [1, 2, 1, 3]
+
+
+async def test_the_roster_service_decides_commands_arriving_together_in_batches(system):
+    runtime = await system.start(roster_definition())
+    assert (await system.send("roster", "ImportDepartment", json.loads(
+        (__import__("pathlib").Path(__file__).parents[2] / "services/roster/demo/department.json").read_text()))).ok
+    conn = await asyncpg.connect(runtime.settings.database_url)
+    try:
+        before = await conn.fetchval("SELECT count(*) FROM events")
+        people = [r["person_id"] for r in await conn.fetch(
+            "SELECT person_id FROM dir_people WHERE tenant = $1 AND 'staff' = ANY(roles) ORDER BY person_id LIMIT 30",
+            TENANT)]
+        replies = await asyncio.gather(*(
+            system.send("roster", "ChangeRoles", {"person_id": p, "roles": ["staff", "secret_document_handler"]})
+            for p in people
+        ))
+        assert all(r.ok for r in replies), [r.error for r in replies if not r.ok]
+        assert runtime.batcher.largest_batch > 1
+        assert runtime.batcher.dispatcher.batches > 0 and runtime.batcher.dispatcher.batches_given_up == 0
+        assert await conn.fetchval("SELECT count(*) FROM events") == before + len(people)
+        changed = await conn.fetchval(
+            "SELECT count(*) FROM dir_people WHERE tenant = $1 AND 'secret_document_handler' = ANY(roles)", TENANT)
+        assert changed >= len(people)
+        verdict = await verify_store(conn)
+        assert verdict.intact, verdict.problems
+    finally:
+        await conn.close()
+
+
+async def test_a_batch_and_the_leave_consumer_take_their_locks_in_one_order(toy):
+    """Roster's leave consumer takes the department's roster lock, then appends; a batch holds
+    the append lock from its start, then a roster command in it takes the department's lock.
+    Taken in opposite orders the two would deadlock; the roster lock takes the append lock
+    first, so the batch simply waits."""
+    from services.roster import book
+    from shared.eventstore import APPEND_LOCK
+
+    consumer_locked = asyncio.Event()
+
+    async def consumer() -> None:
+        async with toy.pool.acquire() as conn, conn.transaction():
+            await book.lock(conn, TENANT)
+            consumer_locked.set()
+            await asyncio.sleep(0.3)  # the batch starts meanwhile
+            await STORE.append(conn, "s-consumer", 0, [ro.DivisionCreated(
+                division_id="gap", name="Khoảng trống", kind="division")], context())
+
+    async def batch() -> None:
+        await consumer_locked.wait()
+        async with toy.pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
+            await book.lock(conn, TENANT)
+
+    await asyncio.wait_for(asyncio.gather(consumer(), batch()), timeout=10)
+    assert len(await toy.events()) == 1
