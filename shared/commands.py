@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -35,10 +36,7 @@ MAX_COMMAND_BYTES = 256 * 1024
 HEALTH = "Health"  # every service answers it: database, relay lag, consumers
 CONFLICT_RETRIES = 5
 VERIFIED_TOKENS = 10_000  # verified tokens remembered (least recently used dropped first)
-# Commands decided in one transaction at most: each of them is a subtransaction, and past 64
-# PostgreSQL's snapshots of every other session get slower while the transaction is open.
-MAX_BATCH = 32
-SAVEPOINT = "wfh_command"
+MAX_BATCH = 32  # commands decided in one transaction at most
 
 
 class DomainError(Exception):
@@ -214,11 +212,15 @@ class CommandDispatcher:
     a query, `run_commands` decides commands and stores their replies with their events.
 
     Commands that arrive together are decided in one transaction (`run_commands` with several):
-    it takes the append lock once, runs each command under a savepoint of its own (a refusal
-    or a conflict undoes that command only), and stores every reply and the own projections'
-    checkpoints in one statement before the one commit. Anything else going wrong gives the
-    batch up, and its commands are decided again one by one, each in its own transaction, as a
-    single command always is.
+    it takes the append lock once, at its start, decides the commands in order, and stores
+    every reply and the own projections' checkpoints in one statement before the one commit.
+    A command refused before it wrote anything (deciding comes before saving) leaves nothing
+    to undo; one that wrote and then failed, any error of the database, anything unexpected,
+    gives the batch up, and its commands are decided again one by one, each in its own
+    transaction, as a single command always is. (A savepoint per command would undo just that
+    one, at a round trip per command; refusals after writing are too rare to pay for it.)
+    Any other transaction that takes the append lock after a lock of its own can deadlock
+    with a batch, which PostgreSQL then breaks: the roster lock takes the append lock first.
     """
 
     def __init__(
@@ -411,13 +413,12 @@ class CommandDispatcher:
                     fresh.append(i)
             if fresh:
                 async with conn.transaction():
-                    await conn.execute(f"SELECT pg_advisory_xact_lock({APPEND_LOCK}); SAVEPOINT {SAVEPOINT}")
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
                     held = HeldLock()
                     advance_to = None
-                    for n, i in enumerate(fresh):
+                    for i in fresh:
                         with _within(commands[i]):
-                            replies[i], position = await self._decide_in_batch(
-                                conn, commands[i], held, last=n == len(fresh) - 1)
+                            replies[i], position = await self._decide_in_batch(conn, commands[i], held)
                         if position is not None:
                             advance_to = max(advance_to or 0, position)
                     # A conflict is not stored: the same command sent again may succeed.
@@ -432,40 +433,28 @@ class CommandDispatcher:
                 replies[i] = replies[first] if _same_command(commands[first], accepted) else _reused(accepted.request)
         return replies
 
-    async def _decide_in_batch(
-        self, conn, accepted: Accepted, held: HeldLock, last: bool
-    ) -> tuple[Reply, int | None]:
-        """One command of a batch, under the savepoint taken before it; the savepoint is taken
-        again for the next command (not after the `last`). A refusal or a conflict rolls back to
-        it; anything else gives up the batch."""
+    async def _decide_in_batch(self, conn, accepted: Accepted, held: HeldLock) -> tuple[Reply, int | None]:
+        """One command of a batch; raises `_BatchAbandoned` where the batch cannot go on."""
         request = accepted.request
         for attempt in range(CONFLICT_RETRIES):
+            watched = WatchedConnection(conn)
             uow = UnitOfWork(
-                conn, self._store, self._projections, accepted.identity, request.tenant,
+                watched, self._store, self._projections, accepted.identity, request.tenant,
                 request.command_id, defer_advance=True, held=held,
             )
             try:
                 result = await accepted.route.handler(accepted.command, uow)
-            except DomainError as exc:
-                await self._undo(conn, held)
-                return _domain_failure(request.command_id, exc), None
-            except (ConcurrencyError, asyncpg.UniqueViolationError) as exc:
-                await self._undo(conn, held)
+            except (DomainError, ConcurrencyError) as exc:
+                if watched.wrote:
+                    raise _BatchAbandoned(f"{type(exc).__name__} after writing: {exc}") from exc
+                if isinstance(exc, DomainError):
+                    return _domain_failure(request.command_id, exc), None
                 log.info("concurrent change, retrying", attempt=attempt, error=str(exc))
                 continue
             except Exception as exc:
                 raise _BatchAbandoned(f"{type(exc).__name__}: {exc}") from exc
-            reply = Reply(ok=True, command_id=request.command_id, result=_jsonable(result))
-            if not last:
-                await conn.execute(f"RELEASE SAVEPOINT {SAVEPOINT}; SAVEPOINT {SAVEPOINT}")
-            return reply, uow.advance_to
+            return Reply(ok=True, command_id=request.command_id, result=_jsonable(result)), uow.advance_to
         return _conflict(request), None
-
-    @staticmethod
-    async def _undo(conn, held: HeldLock) -> None:
-        """Back to the savepoint before the command (which stays, for the next one)."""
-        await conn.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
-        held.forget()  # the head it may have appended is gone
 
     async def _stored_replies(self, conn, command_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
         rows = await conn.fetch(
@@ -504,6 +493,61 @@ class CommandDispatcher:
             )
         if advance_to is not None:
             await Projection.advance_all(conn, self._projections, advance_to, plain_done=True)
+
+
+_WRITES = re.compile(r"\b(insert|update|delete|merge|truncate|copy|notify|pg_notify|create|drop|alter|"
+                     r"grant|revoke|call|do|setval|nextval)\b")
+_READ_ONLY_USES = frozenset({"is_in_transaction", "is_closed", "get_server_pid", "get_settings"})
+
+
+class WatchedConnection:
+    """A command's connection inside a batch: the same connection, and whether the command
+    wrote through it (any statement that may change something counts: a refusal after it
+    cannot be undone without giving the batch up)."""
+
+    __slots__ = ("_conn", "wrote")
+    _verdicts: dict[str, bool] = {}
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+        self.wrote = False
+
+    def _see(self, query: str) -> None:
+        if not self.wrote:
+            verdict = self._verdicts.get(query)
+            if verdict is None:
+                verdict = bool(_WRITES.search(query.lower()))
+                if len(self._verdicts) < 10_000:
+                    self._verdicts[query] = verdict
+            self.wrote = verdict
+
+    async def execute(self, query: str, *args, **kwargs):
+        self._see(query)
+        return await self._conn.execute(query, *args, **kwargs)
+
+    async def executemany(self, command: str, args, **kwargs):
+        self.wrote = True
+        return await self._conn.executemany(command, args, **kwargs)
+
+    async def fetch(self, query: str, *args, **kwargs):
+        self._see(query)
+        return await self._conn.fetch(query, *args, **kwargs)
+
+    async def fetchrow(self, query: str, *args, **kwargs):
+        self._see(query)
+        return await self._conn.fetchrow(query, *args, **kwargs)
+
+    async def fetchval(self, query: str, *args, **kwargs):
+        self._see(query)
+        return await self._conn.fetchval(query, *args, **kwargs)
+
+    def transaction(self, **kwargs):
+        return self._conn.transaction(**kwargs)
+
+    def __getattr__(self, name: str):
+        if name not in _READ_ONLY_USES:  # anything else may write (copy_*, cursors, prepared)
+            self.wrote = True
+        return getattr(self._conn, name)
 
 
 class CommandBatcher:

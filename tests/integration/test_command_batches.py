@@ -1,7 +1,8 @@
 """Commands decided together, against the real PostgreSQL: each command of a batch gets the
-answer it would get alone, a refusal or a conflict undoes only that command, a failure gives
-the batch up and every command is decided again on its own, and the event store comes out as
-if the commands had been decided one by one (positions gapless, the hash chain whole)."""
+answer it would get alone, a refusal before writing leaves the others be, a refusal after
+writing or a failure gives the batch up and every command is decided again on its own, and
+the event store comes out as if the commands had been decided one by one (positions gapless,
+the hash chain whole)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ def toy_service() -> tuple[CommandRouter, Projection]:
         events, version = await uow.load(cmd.stream)
         if cmd.refuse == "before":
             raise DomainError("Không được thêm phòng.", "Refused before appending.")
+        if cmd.refuse == "after_own_write":  # a write of the handler's own, not an append
+            await uow.conn.execute("INSERT INTO toy_divisions VALUES ($1, $2, 'ghi')", cmd.stream, "own-write")
+            raise DomainError("Không được thêm phòng.", "Refused after writing.")
         created = ro.DivisionCreated(division_id=f"{cmd.stream}-{version + 1}", name=cmd.name, kind="division")
         await uow.append(cmd.stream, version, [created])
         if cmd.refuse == "after":
@@ -146,27 +150,25 @@ async def test_each_command_decided_together_gets_its_own_answer(toy):
         toy.body(duplicate, stream="s1", name="Phòng Một"),
         toy.body(stream="s2", name="Phòng Hai"),
         toy.body(stream="s3", name="Từ chối trước", refuse="before"),
-        toy.body(stream="s1", name="Từ chối sau", refuse="after"),
         toy.body(stream="s1", name="Phòng Một bis"),
         toy.body(duplicate, stream="s1", name="Phòng Một"),  # the same command sent twice at once
         toy.body(duplicate, actor="someone-else", stream="s1", name="Phòng Một"),
         toy.body(seen, stream="s0", name="Phòng đã có"),  # answered before: its stored reply
     )
-    assert [r.ok for r in replies] == [True, True, False, False, True, True, False, True]
+    assert [r.ok for r in replies] == [True, True, False, True, True, False, True]
     assert replies[0].result == {"division_id": "s1-1", "events_before": 0}
     assert replies[1].result == {"division_id": "s2-1", "events_before": 0}
     assert replies[2].error.message_en == "Refused before appending."
-    assert replies[3].error.message_en == "Refused after appending."  # its append undone
-    assert replies[4].result == {"division_id": "s1-2", "events_before": 1}
-    assert replies[5] == replies[0]
-    assert replies[6].error.code == "command_id_reused"
-    assert replies[7] == earlier
+    assert replies[3].result == {"division_id": "s1-2", "events_before": 1}
+    assert replies[4] == replies[0]
+    assert replies[5].error.code == "command_id_reused"
+    assert replies[6] == earlier
     events = await toy.events()
     assert [(e["stream_id"], e["stream_version"]) for e in events] == [("s0", 1), ("s1", 1), ("s2", 1), ("s1", 2)]
     assert await toy.divisions() == [("s0", "s0-1"), ("s1", "s1-1"), ("s1", "s1-2"), ("s2", "s2-1")]
     await toy.assert_store_whole()
     stored = await toy.pool.fetchval("SELECT count(*) FROM command_replies")
-    assert stored == 1 + 5  # s0, then every command of the batch once (refusals too)
+    assert stored == 1 + 4  # s0, then every command of the batch once (the refusal too)
     # Asked again, every command gets the answer it got.
     again = await toy.together(
         toy.body(duplicate, stream="s1", name="Phòng Một"),
@@ -174,6 +176,20 @@ async def test_each_command_decided_together_gets_its_own_answer(toy):
     )
     assert again == [replies[0], replies[2]]
     assert len(await toy.events()) == 4
+
+
+@pytest.mark.parametrize("refuse", ["after", "after_own_write"])
+async def test_a_refusal_after_writing_gives_the_batch_up_and_undoes_only_that_command(toy, refuse):
+    replies = await toy.together(
+        toy.body(stream="s1", name="Phòng Một"),
+        toy.body(stream="s1", name="Từ chối sau", refuse=refuse),
+        toy.body(stream="s2", name="Phòng Hai"),
+    )
+    assert [r.ok for r in replies] == [True, False, True]
+    assert replies[1].error.message_en in ("Refused after appending.", "Refused after writing.")
+    assert [(e["stream_id"], e["stream_version"]) for e in await toy.events()] == [("s1", 1), ("s2", 1)]
+    assert await toy.divisions() == [("s1", "s1-1"), ("s2", "s2-1")]
+    await toy.assert_store_whole(batches_given_up=1)
 
 
 async def test_a_failing_handler_gives_the_batch_up_and_each_command_is_decided_alone(toy):
@@ -205,10 +221,13 @@ async def test_a_savepoint_rolled_back_inside_a_command_leaves_the_chain_whole(t
     await toy.assert_store_whole()
 
 
-async def test_commands_decided_together_store_what_they_store_one_by_one(toy, other_toy):
+@pytest.mark.parametrize("kinds", [
+    ["", "", "before", "", "", "", "before", "", "before", "", "", ""],
+    ["", "", "before", "after", "", "", "after", "", "before", "", "", ""],
+], ids=["refused-before-writing", "refused-after-writing"])
+async def test_commands_decided_together_store_what_they_store_one_by_one(toy, other_toy, kinds):
     def bodies(world: Toy) -> list[bytes]:
         ids = [uuid.UUID(int=n) for n in range(1, 13)]
-        kinds = ["", "", "before", "after", "", "", "after", "", "before", "", "", ""]
         return [world.body(ids[n], stream=f"s{n % 3}", name=f"Phòng {n}", refuse=kinds[n]) for n in range(12)]
 
     together = await toy.together(*bodies(toy))
@@ -217,7 +236,7 @@ async def test_commands_decided_together_store_what_they_store_one_by_one(toy, o
     shape = [(e["stream_id"], e["stream_version"], json.loads(e["payload"])) for e in await toy.events()]
     assert shape == [(e["stream_id"], e["stream_version"], json.loads(e["payload"])) for e in await other_toy.events()]
     assert await toy.divisions() == await other_toy.divisions()
-    await toy.assert_store_whole()
+    await toy.assert_store_whole(batches_given_up=int("after" in kinds))
     await other_toy.assert_store_whole()
 
 
