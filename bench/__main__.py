@@ -5,7 +5,8 @@ Prints a table and writes bench/results/latest.json. Settings (environment):
   BENCH_CLIENTS (16)        commands in flight (a pool of CommandClient connections)
   BENCH_SATURATE_SECONDS (15), BENCH_PACED_SECONDS (15)   pipeline measurements
   BENCH_REBUILD_EVENTS (1000000)                          events stored for the rebuild
-  BENCH_SKIP (comma list of: day, pipeline, baseline, rebuild, report)
+  BENCH_SKIP (comma list of: day, pipeline, baseline, rebuild, report, or one pipeline:
+             commands, directory_changes, direct_appends)
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ async def run_system(specs: list[dict], skip: set[str], results: dict) -> None:
             # the background, and a detection holding the append lock delays appends behind it.
             if "pipeline" not in skip:
                 results["ours"] = await run_pipelines(driver, specs, sim_day, services, databases,
-                                                      {s: p.pid for s, p in processes.processes.items()})
+                                                      {s: p.pid for s, p in processes.processes.items()},
+                                                      skip)
             if "day" not in skip:
                 say(f"A working day ({sim_day}) in {len(specs)} departments…")
                 day_starts = len(driver.sent)
@@ -108,8 +110,8 @@ async def run_system(specs: list[dict], skip: set[str], results: dict) -> None:
 
 
 async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, services: list[str],
-                        databases: dict[str, str], pids: dict[str, int]) -> dict:
-    """Each workload saturated, then paced at half the rate it sustained."""
+                        databases: dict[str, str], pids: dict[str, int], skip: set[str] = frozenset()) -> dict:
+    """Each workload saturated, then paced at half the rate it sustained (those not in `skip`)."""
     saturate, paced = env_int("BENCH_SATURATE_SECONDS", 15), env_int("BENCH_PACED_SECONDS", 15)
     out = {}
     workloads = []
@@ -117,11 +119,13 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
         workloads.append(("commands", pipeline.HealthDeclarations(specs)))
     workloads.append(("directory_changes" if workloads else "commands", pipeline.RoleChanges(specs)))
     for name, work in workloads:
+        if name in skip:
+            continue
         say(f"Our pipeline through commands: {work.label}…")
         full = await pipeline.saturated(driver, work, saturate, databases, pids)
         half = await pipeline.paced(driver, work, full["end_to_end_per_second"] / 2, paced, databases)
         out[name] = {"saturated": full, "half_rate": half}
-    if "reporting" in services:
+    if "reporting" in services and "direct_appends" not in skip:
         say("Our event pipeline without the command hop: appends -> relay -> consumer…")
         direct = pipeline.DirectAppends(specs, sim_day + timedelta(days=7))
         full = await pipeline.direct_saturated(direct, databases["roster"], saturate, databases, pids=pids)

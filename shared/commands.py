@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import re
 import time
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.auth import AuthenticationError, Identity, TokenVerifier
 from shared.contracts import Envelope, Event
-from shared.eventstore import APPEND_LOCK, AppendContext, ConcurrencyError, EventStore, HeldLock
+from shared.eventstore import AppendContext, ConcurrencyError, EventStore, HeldLock
 from shared.observability import get_logger
 from shared.projection import Projection
 
@@ -211,16 +212,17 @@ class CommandDispatcher:
     """Answers commands and queries: `triage` checks what needs no database, `run_query` answers
     a query, `run_commands` decides commands and stores their replies with their events.
 
-    Commands that arrive together are decided in one transaction (`run_commands` with several):
-    it takes the append lock once, at its start, decides the commands in order, and stores
-    every reply and the own projections' checkpoints in one statement before the one commit.
-    A command refused before it wrote anything (deciding comes before saving) leaves nothing
-    to undo; one that wrote and then failed, any error of the database, anything unexpected,
-    gives the batch up, and its commands are decided again one by one, each in its own
-    transaction, as a single command always is. (A savepoint per command would undo just that
-    one, at a round trip per command; refusals after writing are too rare to pay for it.)
-    Any other transaction that takes the append lock after a lock of its own can deadlock
-    with a batch, which PostgreSQL then breaks: the roster lock takes the append lock first.
+    Commands that arrive together (one or many) are decided in one transaction: it takes the
+    append lock at its start, with the store's head and the replies already stored, decides
+    the commands in order, and stores every reply and the own projections' checkpoints in one
+    statement before the one commit. A command refused before it wrote anything (deciding
+    comes before saving) leaves nothing to undo; one that wrote and then failed, any error of
+    the database, anything unexpected, gives the batch up, and its commands are decided again
+    one by one, each in a transaction of its own that takes the append lock only to append.
+    (A savepoint per command would undo just that one, at a round trip per command; refusals
+    after writing are too rare to pay for it.) Any other transaction that takes the append lock
+    after a lock of its own can deadlock with a batch, which PostgreSQL then breaks: the roster
+    lock takes the append lock first.
     """
 
     def __init__(
@@ -239,7 +241,7 @@ class CommandDispatcher:
         self._projections = projections
         self._health = health
         self._verified: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
-        self.batches = 0  # transactions that decided several commands
+        self.batches = 0  # transactions that decided commands (one or many)
         self.batches_given_up = 0
 
     def _identity(self, token: str | None) -> Identity:
@@ -337,25 +339,27 @@ class CommandDispatcher:
 
     async def run_commands(self, commands: Sequence[Accepted]) -> list[Reply]:
         """Decide `commands` (mutating ones, in this order) and answer each."""
-        if len(commands) > 1:
-            try:
-                replies = await self._run_batch(commands)
-                self.batches += 1
-                return replies
-            except Exception as exc:  # noqa: BLE001 - each command below meets it on its own
-                self.batches_given_up += 1
-                log.info("commands decided together gave up; deciding them one by one",
-                         commands=len(commands), error=repr(exc))
+        try:
+            replies = await self._run_batch(commands)
+            self.batches += 1
+            return replies
+        except Exception as exc:  # noqa: BLE001 - each command below meets it on its own
+            self.batches_given_up += 1
+            log.info("commands decided together gave up; deciding them one by one",
+                     commands=len(commands), error=repr(exc))
         replies = []
         for accepted in commands:
             with _within(accepted):
                 try:
-                    replies.append(await self._run_command(accepted))
+                    replies.append(await self.decide_alone(accepted))
                 except Exception as exc:  # a bug must answer, not silence the caller
                     replies.append(_internal(accepted.request, exc))
         return replies
 
-    async def _run_command(self, accepted: Accepted) -> Reply:
+    async def decide_alone(self, accepted: Accepted) -> Reply:
+        """One command in a transaction of its own, which takes the append lock only to append
+        (so commands decided so race, and a conflict retries): what a batch given up falls
+        back on. A bug raises."""
         request, route, command, identity = (
             accepted.request, accepted.route, accepted.command, accepted.identity)
         pool = self._pool()
@@ -401,8 +405,13 @@ class CommandDispatcher:
     async def _decide_batch(self, commands: Sequence[Accepted]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(commands)
         first_of: dict[uuid.UUID, int] = {}
-        async with self._pool().acquire() as conn:
-            stored = await self._stored_replies(conn, [a.request.command_id for a in commands])
+        async with self._pool().acquire() as conn, conn.transaction():
+            held = HeldLock()
+            # The replies already stored, read with the lock and the head in one statement
+            # (as of its start: a copy answered elsewhere meanwhile makes storing the replies
+            # fail, which gives the batch up, and each command then finds its stored reply).
+            stored = _stored_rows(await held.take(conn, _STORED_REPLIES.format(ids="$2"),
+                                                  [a.request.command_id for a in commands]))
             fresh = []
             for i, accepted in enumerate(commands):
                 command_id = accepted.request.command_id
@@ -411,22 +420,18 @@ class CommandDispatcher:
                 elif command_id not in first_of:  # a copy sent twice at once is answered below
                     first_of[command_id] = i
                     fresh.append(i)
-            if fresh:
-                async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-                    held = HeldLock()
-                    advance_to = None
-                    for i in fresh:
-                        with _within(commands[i]):
-                            replies[i], position = await self._decide_in_batch(conn, commands[i], held)
-                        if position is not None:
-                            advance_to = max(advance_to or 0, position)
-                    # A conflict is not stored: the same command sent again may succeed.
-                    await self._store_replies(
-                        conn, [(commands[i], replies[i]) for i in fresh
-                               if replies[i].ok or replies[i].error.code != "conflict"],
-                        advance_to,
-                    )
+            advance_to = None
+            for i in fresh:
+                with _within(commands[i]):
+                    replies[i], position = await self._decide_in_batch(conn, commands[i], held)
+                if position is not None:
+                    advance_to = max(advance_to or 0, position)
+            # A conflict is not stored: the same command sent again may succeed.
+            await self._store_replies(
+                conn, [(commands[i], replies[i]) for i in fresh
+                       if replies[i].ok or replies[i].error.code != "conflict"],
+                advance_to,
+            )
         for i, accepted in enumerate(commands):
             if replies[i] is None:
                 first = first_of[accepted.request.command_id]
@@ -456,13 +461,8 @@ class CommandDispatcher:
             return Reply(ok=True, command_id=request.command_id, result=_jsonable(result)), uow.advance_to
         return _conflict(request), None
 
-    async def _stored_replies(self, conn, command_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
-        rows = await conn.fetch(
-            "SELECT command_id, command_type, tenant, actor, reply FROM command_replies "
-            "WHERE command_id = ANY($1::uuid[])",
-            command_ids,
-        )
-        return {r["command_id"]: r for r in rows}
+    async def _stored_replies(self, conn, command_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
+        return _stored_rows(await conn.fetchval(f"SELECT {_STORED_REPLIES.format(ids='$1')}", command_ids))
 
     async def _store_replies(
         self, conn, answered: list[tuple[Accepted, Reply]], advance_to: int | None = None
@@ -553,27 +553,29 @@ class WatchedConnection:
 class CommandBatcher:
     """Hands the commands that arrive while others are being decided to the dispatcher together.
 
-    Each delivered command waits here for its reply; one worker takes every command waiting
-    (at most `max_batch`) and has them decided in one transaction (`CommandDispatcher`). Under
-    light load each command is decided alone, as soon as it arrives. A redelivered command
-    (its process may have died deciding it) is decided on its own, so a command that kills the
-    process takes no other command down with it.
+    Each delivered command waits here for its reply. One worker decides them: it takes every
+    command waiting (at most `max_batch`) and has them decided in one transaction
+    (`CommandDispatcher`). Under light load each command is decided alone, as soon as it
+    arrives; the busier the service, the more arrive while a batch is being decided, and the
+    larger the next one. (More workers would only wait for one another: a batch holds the
+    store's append lock from its start.) A redelivered command (its process may have died
+    deciding it) is decided on its own, so a command that kills the process takes no other
+    command down with it.
     """
 
     def __init__(self, dispatcher: CommandDispatcher, max_batch: int = MAX_BATCH) -> None:
         self.dispatcher = dispatcher
         self._max = max(1, min(max_batch, MAX_BATCH))
         self._waiting: deque[tuple[Accepted, asyncio.Future, bool]] = deque()
-        self._arrived = asyncio.Event()
-        self._worker: asyncio.Task | None = None
+        self._worker: asyncio.Task | None = None  # while there is something to decide
         self.largest_batch = 0
 
     async def decide(self, accepted: Accepted, alone: bool = False) -> Reply:
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._work(), name="command-batcher")
         reply = asyncio.get_running_loop().create_future()
         self._waiting.append((accepted, reply, alone))
-        self._arrived.set()
+        if self._worker is None:
+            # Not in this handler's trace context: the worker serves many commands.
+            self._worker = asyncio.create_task(self._work(), name="command-worker", context=_untraced())
         # Shielded: a handler cancelled while waiting (the broker stopping) leaves the batch
         # under way intact; its message, not acknowledged, comes back and finds its stored reply.
         return await asyncio.shield(reply)
@@ -589,30 +591,49 @@ class CommandBatcher:
         """After the broker stopped: the worker, and whoever still waits is let go unanswered
         (their messages, not acknowledged, are delivered again)."""
         if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+            worker = self._worker
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
         while self._waiting:
             self._waiting.popleft()[1].cancel()
 
     async def _work(self) -> None:
-        # Started from the first command's handler: its trace is not the worker's own.
-        otel_context.attach(otel_context.Context())
-        while True:
-            if not self._waiting:
-                self._arrived.clear()
-                await self._arrived.wait()
-                continue
-            batch = self._take()
-            self.largest_batch = max(self.largest_batch, len(batch))
-            try:
-                replies = await self.dispatcher.run_commands([a for a, _, _ in batch])
-            except BaseException:
-                for _, reply, _ in batch:
-                    reply.cancel()
-                raise
-            for (_, reply, _), answer in zip(batch, replies, strict=True):
-                if not reply.done():
-                    reply.set_result(answer)
+        try:
+            while self._waiting:
+                batch = self._take()
+                self.largest_batch = max(self.largest_batch, len(batch))
+                try:
+                    replies = await self.dispatcher.run_commands([a for a, _, _ in batch])
+                except BaseException:
+                    for _, reply, _ in batch:
+                        reply.cancel()
+                    raise
+                for (_, reply, _), answer in zip(batch, replies, strict=True):
+                    if not reply.done():
+                        reply.set_result(answer)
+        finally:
+            # With nothing awaited since the queue was last seen empty: a command arriving
+            # from now on starts the next worker.
+            self._worker = None
+
+
+def _untraced() -> contextvars.Context:
+    """The current context (the logger's bound values) without the current trace."""
+    context = contextvars.copy_context()
+    context.run(otel_context.attach, otel_context.Context())
+    return context
+
+
+# The stored replies of some command ids ({ids}: a uuid[] parameter), as one JSON array.
+_STORED_REPLIES = (
+    "coalesce((SELECT json_agg(json_build_object('command_id', command_id, 'command_type', "
+    "command_type, 'tenant', tenant, 'actor', actor, 'reply', reply::text)) FROM command_replies "
+    "WHERE command_id = ANY({ids}::uuid[])), '[]')"
+)
+
+
+def _stored_rows(found: str) -> dict[uuid.UUID, dict]:
+    return {uuid.UUID(r["command_id"]): r for r in json.loads(found)}
 
 
 def _stored_answer(row, accepted: Accepted) -> Reply:

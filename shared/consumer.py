@@ -279,6 +279,19 @@ class EventConsumer:
             return
         await message.ack()
 
+    async def _ack_all(self, arrivals: list[_Arrival], handled: list) -> None:
+        """Acknowledge the messages of a batch handled (the undecodable ones among `arrivals`
+        are acknowledged already): with one frame when the batch holds consecutive tags of one
+        channel, as the in-order release gives, since every earlier tag was acknowledged with
+        an earlier batch; else one by one."""
+        tags = [a.message.delivery_tag for a in arrivals]
+        if (not self._careful and len({id(a.message.channel) for a in arrivals}) == 1
+                and max(tags) - min(tags) + 1 == len(tags)):
+            await handled[-1].ack(multiple=True)
+            return
+        for message in handled:
+            await self._ack(message)
+
     async def _speed_up(self, held) -> None:
         """From prefetch 1 to the full prefetch. RabbitMQ applies a prefetch to consumers created
         after it, so the subscriber consumes anew on its channel. The careful consumer is
@@ -337,8 +350,7 @@ class EventConsumer:
                 return
             for arrival, reason in refused:
                 await self._dead_letter(arrival.message, reason)
-            for arrival, _, _ in decoded:
-                await self._ack(arrival.message)
+            await self._ack_all(arrivals, [arrival.message for arrival, _, _ in decoded])
             return
 
     async def _apply_batch(self, decoded: list) -> list:

@@ -62,13 +62,32 @@ class HeldLock:
     commands): its appends do not take the lock again, and each remembers the head it wrote,
     so the next one writes in a single statement that checks the head and the stream's version
     itself. A savepoint rolled back may have taken that head away again: the check sees it,
-    and the head is read afresh (`forget` says so without the failed attempt)."""
+    and the head is read afresh (`forget` says so without the failed attempt).
+
+    `take` takes the lock and reads the head in one statement; without it, the first append
+    reads the head."""
 
     position: int | None = None  # None: not read yet in this transaction
     chain_hash: str | None = None
 
     def forget(self) -> None:
         self.position = self.chain_hash = None
+
+    async def take(self, conn: asyncpg.Connection, extra: str = "", *args):
+        """Take the append lock at the top of `conn`'s transaction, and read the store's head in
+        the same statement, with `extra` (a select-list expression over `args` from $2 on).
+        The head is read as of the statement's start, before the lock may have been waited
+        for: another transaction may have appended meanwhile. Then the first append sees it
+        and reads the head again, under the lock."""
+        row = await conn.fetchrow(
+            "SELECT pg_advisory_xact_lock($1), h.global_position, h.chain_hash"
+            + (f", {extra} AS extra" if extra else "")
+            + " FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT global_position, chain_hash "
+            "FROM events ORDER BY global_position DESC LIMIT 1) AS h ON true",
+            APPEND_LOCK, *args,
+        )
+        self.position, self.chain_hash = row["global_position"] or 0, row["chain_hash"] or chain.GENESIS
+        return row["extra"] if extra else None
 
 
 _COLUMNS = (

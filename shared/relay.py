@@ -64,6 +64,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._tracer = trace.get_tracer("wfh.relay")
         self.published = 0
+        # The checkpoint as this relay last read or wrote it, on the connection it holds the
+        # relay lock with: no other relay moves it meanwhile, so it is not read again.
+        self._checkpoint: tuple[asyncpg.Connection, int] | None = None
 
     async def run(self) -> None:
         """Publish forever: elected by advisory lock, woken by NOTIFY, polling as a fallback."""
@@ -73,6 +76,7 @@ class OutboxRelay:
                 conn = await asyncpg.connect(self._database_url)
                 while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
                     await asyncio.sleep(self._poll_seconds)
+                self._checkpoint = None
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
                 exchange = await self._channel.get_exchange(self._exchange_name, ensure=False)
                 while True:
@@ -94,10 +98,14 @@ class OutboxRelay:
     async def publish_batch(self, conn: asyncpg.Connection, exchange=None) -> int:
         if exchange is None:
             exchange = await self._channel.get_exchange(self._exchange_name, ensure=False)
-        checkpoint = await conn.fetchval(
-            "SELECT coalesce((SELECT position FROM relay_checkpoint WHERE relay = $1), 0)",
-            self._name,
-        )
+        if self._checkpoint is not None and self._checkpoint[0] is conn:
+            checkpoint = self._checkpoint[1]
+        else:
+            checkpoint = await conn.fetchval(
+                "SELECT coalesce((SELECT position FROM relay_checkpoint WHERE relay = $1), 0)",
+                self._name,
+            )
+            self._checkpoint = (conn, checkpoint)
         envelopes = await self._store.read_all(conn, checkpoint, self._batch_size)
         if not envelopes:
             return 0
@@ -127,6 +135,7 @@ class OutboxRelay:
             self._name,
             envelopes[-1].global_position,
         )
+        self._checkpoint = (conn, envelopes[-1].global_position)
         self.published += len(envelopes)
         return len(envelopes)
 

@@ -421,6 +421,10 @@ async def test_a_backlog_is_applied_in_batches_with_every_per_message_rule(backl
         assert await probe.consumer.projection.checkpoint(conn) == await conn.fetchval(
             "SELECT max(seq) FROM inbox")
     assert await probe.ready_messages() == 0
+    # Every message was acknowledged (a batch with one frame): with the service stopped,
+    # nothing comes back to the queue.
+    await probe.runtime.stop()
+    assert await probe.ready_messages() == 0
 
 
 async def test_a_handler_failing_inside_a_batch_costs_only_its_own_message(backlog):

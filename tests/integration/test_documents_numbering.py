@@ -1,9 +1,10 @@
 """Register numbers under concurrency: sent all at once, they come out 1..N, no gap, no repeat.
 
-Over AMQP a service handles its commands one at a time today (FastStream awaits each message
-and the command queue has a single active consumer), so the second test also runs the
-service's own dispatcher concurrently on the real database, where the handlers do race: the
-counter stream's expected version is what keeps the numbers right, whatever runs them.
+Over AMQP a service decides the commands arriving together in one transaction that holds the
+store's append lock from its start, so they never race; the second test decides commands
+each alone, concurrently, as a batch given up falls back on (and a second process of the
+service races with the first): the handlers do race, and the counter stream's expected version
+is what keeps the numbers right, whatever runs them.
 """
 
 import asyncio
@@ -102,11 +103,12 @@ async def test_handlers_racing_on_one_register_neither_repeat_nor_skip(system, d
         return json.dumps({"command_id": str(uuid.uuid4()), "type": command_type, "tenant": TENANT,
                            "token": system.token(CLERK), "payload": payload}, ensure_ascii=False).encode()
 
+    # Each decided alone, concurrently (batches take the append lock first and never race).
     replies = await asyncio.gather(
-        *(dispatcher.dispatch(body("RegisterIncomingDocument", {
+        *(dispatcher.decide_alone(dispatcher.triage(body("RegisterIncomingDocument", {
             "original_number": f"{i}/SYT-NVY", "issuing_body": "Sở Y tế", "summary": f"Công văn {i}",
-            "document_date": local_today().isoformat()})) for i in range(30)),
-        *(dispatcher.dispatch(body("IssueDocument", {"document_id": d})) for d in signed),
+            "document_date": local_today().isoformat()}))) for i in range(30)),
+        *(dispatcher.decide_alone(dispatcher.triage(body("IssueDocument", {"document_id": d}))) for d in signed),
     )
     assert all(r.ok for r in replies), [r.error for r in replies if not r.ok]
     assert conflicts > 0  # the handlers did race for the same numbers
