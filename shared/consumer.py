@@ -32,7 +32,7 @@ from opentelemetry import context as otel_context
 
 from shared.contracts import Envelope, decode
 from shared.observability import get_logger
-from shared.projection import Projection
+from shared.projection import BatchedWrites, Projection
 from shared.topology import Subscription, queue_arguments
 
 log = get_logger("wfh.consumer")
@@ -177,6 +177,7 @@ class EventConsumer:
         self._careful = True
         self._worker: asyncio.Task | None = None
         self._held: asyncpg.Connection | None = None
+        self._schema = None  # what `BatchedWrites` needs of the database's tables, read once
         self.applied = 0
         self.duplicates = 0
         self.largest_batch = 0
@@ -354,25 +355,32 @@ class EventConsumer:
             return
 
     async def _apply_batch(self, decoded: list) -> list:
-        """The batch in one transaction; returns the out-of-order messages, not applied."""
+        """The batch in one transaction; returns the out-of-order messages, not applied.
+
+        Three statements and the handlers' writes: the duplicates and the streams' last applied
+        versions read together (an unordered subscription needs neither: its inbox insert
+        skips what it holds already); the new inbox rows, the streams' versions and a plain
+        checkpoint written together; the handlers' writes sent together (`BatchedWrites`:
+        each handler's reads still see every write before them)."""
         consumer = self.subscription.name
         ordered = self.subscription.ordered
+        plain = self.projection.plain_checkpoint
         async with self._connection() as conn, conn.transaction():
-            known = {r["event_id"] for r in await conn.fetch(
-                "SELECT event_id FROM inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
-                consumer, [e.event_id for _, e, _ in decoded],
-            )}
+            known: set = set()
             last: dict[str, int] = {}
             if ordered:
-                last = {r["stream_id"]: r["version"] for r in await conn.fetch(
-                    "SELECT stream_id, version FROM inbox_streams WHERE consumer = $1 "
-                    "AND stream_id = ANY($2::text[]) ORDER BY stream_id FOR UPDATE",
-                    consumer, sorted({e.stream_id for _, e, _ in decoded}),
-                )}
-            accepted, refused, moved, duplicates = [], [], {}, 0
+                seen = await conn.fetchrow(
+                    "WITH locked AS (SELECT stream_id, version FROM inbox_streams WHERE consumer = $1 "
+                    "AND stream_id = ANY($3::text[]) ORDER BY stream_id FOR UPDATE) "
+                    "SELECT ARRAY(SELECT event_id FROM inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])) "
+                    "AS known, ARRAY(SELECT stream_id FROM locked) AS streams, "
+                    "ARRAY(SELECT version FROM locked) AS versions",
+                    consumer, [e.event_id for _, e, _ in decoded], sorted({e.stream_id for _, e, _ in decoded}),
+                )
+                known, last = set(seen["known"]), dict(zip(seen["streams"], seen["versions"], strict=True))
+            accepted, refused, moved = [], [], {}
             for arrival, envelope, event in decoded:  # the per-message checks, in delivery order
                 if envelope.event_id in known:
-                    duplicates += 1
                     continue
                 if ordered:
                     previous = last.get(envelope.stream_id)
@@ -384,38 +392,69 @@ class EventConsumer:
                 known.add(envelope.event_id)
                 accepted.append((arrival, envelope, event))
             if accepted:
-                rows = await conn.fetch(
-                    "INSERT INTO inbox (consumer, event_id, stream_id, stream_version, envelope) "
-                    "SELECT $1, e, s, v, j FROM unnest($2::uuid[], $3::text[], $4::int[], $5::jsonb[]) "
-                    "WITH ORDINALITY AS t(e, s, v, j, n) ORDER BY n "
-                    "ON CONFLICT DO NOTHING RETURNING seq",
+                inserted = await conn.fetch(
+                    self._batch_bookkeeping,
                     consumer,
                     [e.event_id for _, e, _ in accepted],
                     [e.stream_id for _, e, _ in accepted],
                     [e.stream_version for _, e, _ in accepted],
                     [e.model_dump_json(exclude={"global_position"}) for _, e, _ in accepted],
+                    list(moved), list(moved.values()), self.projection.name,
                 )
-                if len(rows) != len(accepted):  # written meanwhile by someone else
+                if ordered and len(inserted) != len(accepted):  # written meanwhile by someone else
                     raise _BatchFailed(None)
-                if moved:
-                    await conn.execute(
-                        "INSERT INTO inbox_streams (consumer, stream_id, version) "
-                        "SELECT $1, s, v FROM unnest($2::text[], $3::int[]) AS t(s, v) "
-                        "ON CONFLICT (consumer, stream_id) DO UPDATE SET version = EXCLUDED.version",
-                        consumer, list(moved), list(moved.values()),
-                    )
-                for arrival, envelope, event in accepted:
+                if not ordered:  # what the inbox held already (or twice in the batch) is a duplicate
+                    fresh = {r["event_id"] for r in inserted}
+                    accepted = [a for a in accepted if a[1].event_id in fresh]
+                if accepted:
+                    target = BatchedWrites(conn, *await self._catalog(conn))
                     try:
-                        with _within(arrival):
-                            await self.projection.apply(conn, envelope, event)
-                    except TRANSIENT_ERRORS:
-                        raise
-                    except Exception as exc:
-                        raise _BatchFailed(arrival) from exc
-                await self.projection.advance(conn, max(r["seq"] for r in rows))
+                        for arrival, envelope, event in accepted:
+                            try:
+                                with _within(arrival):
+                                    await self.projection.apply(target, envelope, event)
+                            except (*TRANSIENT_ERRORS, _BatchFailed):
+                                raise
+                            except Exception as exc:
+                                raise _BatchFailed(arrival) from exc
+                        try:
+                            await target.flush()
+                        except TRANSIENT_ERRORS:
+                            raise
+                        except Exception as exc:  # a deferred write failed: whose is not known
+                            raise _BatchFailed(None) from exc
+                    finally:
+                        await target.abandon()
+                    if not plain:
+                        await self.projection.advance(conn, max(r["seq"] for r in inserted))
         self.applied += len(accepted)
-        self.duplicates += duplicates
+        self.duplicates += len(decoded) - len(accepted) - len(refused)
         return refused
+
+    async def _catalog(self, conn):
+        if self._schema is None:
+            self._schema = await BatchedWrites.catalog(conn)
+        return self._schema
+
+    @functools.cached_property
+    def _batch_bookkeeping(self) -> str:
+        """$1 consumer, $2-$5 the accepted events (ids, streams, versions, envelopes), $6-$7 the
+        streams' new versions, $8 projection: the inbox rows (in delivery order, what the inbox
+        holds already skipped), the streams' versions and a plain checkpoint; the rows written."""
+        return (
+            "WITH ins AS (INSERT INTO inbox (consumer, event_id, stream_id, stream_version, envelope) "
+            "SELECT $1, e, s, v, j FROM unnest($2::uuid[], $3::text[], $4::int[], $5::jsonb[]) "
+            "WITH ORDINALITY AS t(e, s, v, j, n) ORDER BY n "
+            "ON CONFLICT DO NOTHING RETURNING event_id, seq), "
+            "moved AS (INSERT INTO inbox_streams (consumer, stream_id, version) "
+            "SELECT $1, s, v FROM unnest($6::text[], $7::int[]) AS t(s, v) "
+            "ON CONFLICT (consumer, stream_id) DO UPDATE SET version = EXCLUDED.version), "
+            + ("advanced AS (INSERT INTO projection_checkpoints (projection, position) "
+               "SELECT $8, max(seq) FROM ins HAVING count(*) > 0 ON CONFLICT (projection) DO UPDATE "
+               "SET position = greatest(projection_checkpoints.position, EXCLUDED.position)) "
+               if self.projection.plain_checkpoint else "unused AS (SELECT $8::text) ")
+            + "SELECT event_id, seq FROM ins"
+        )
 
     async def _handle_one(self, arrival: _Arrival, envelope: Envelope, event, failures: int = 0) -> None:
         message = arrival.message

@@ -192,7 +192,8 @@ def _after_flush(name: str):
 
 
 class BatchedWrites:
-    """The connection projection handlers get during a rebuild: fewer round trips, same result.
+    """The connection projection handlers get during a rebuild or a consumer's batch: fewer
+    round trips, same result.
 
     Each `execute`/`executemany` with arguments is deferred; a deferred statement's rows go to
     the server as one pipelined `executemany`, in the order they were written. Different
@@ -216,6 +217,12 @@ class BatchedWrites:
 
     @classmethod
     async def over(cls, conn: asyncpg.Connection) -> BatchedWrites:
+        return cls(conn, *await cls.catalog(conn))
+
+    @staticmethod
+    async def catalog(conn: asyncpg.Connection) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+        """What batching needs of the schema: each table with its foreign-key neighbours, and
+        the tables with triggers. (A running service's schema does not change: keep it.)"""
         tables = await conn.fetch(
             "SELECT c.relname, c.relhastriggers FROM pg_class c "
             "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relnamespace = ANY("
@@ -230,7 +237,7 @@ class BatchedWrites:
             related.setdefault(a, {a}).add(b)
             related.setdefault(b, {b}).add(a)
         barriers = frozenset(r["relname"] for r in tables if r["relhastriggers"])
-        return cls(conn, {t: frozenset(v) for t, v in related.items()}, barriers)
+        return {t: frozenset(v) for t, v in related.items()}, barriers
 
     def _tables_of(self, query: str) -> frozenset[str] | None:
         """The tables a statement may touch, or None when it must not be deferred."""
