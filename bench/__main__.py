@@ -148,7 +148,7 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
         for _ in range(rounds):
             runs.append(await measure())
             if baseline is not None:
-                base_runs.append(await baseline.saturated(saturate))
+                base_runs.append(await baseline.saturated(saturate, producers=driver.size))
         full = median_run(runs)
         full["rounds_per_second"] = [r["end_to_end_per_second"] for r in runs]
         figures = {"saturated": full}
@@ -203,7 +203,7 @@ async def run_baseline(results: dict) -> None:
     baseline = Baseline()
     await baseline.start()
     try:
-        saturated = await baseline.saturated(env_int("BENCH_SATURATE_SECONDS", 10))
+        saturated = await baseline.saturated(env_int("BENCH_SATURATE_SECONDS", 10), env_int("BENCH_CLIENTS", 16))
         paced = await baseline.paced(saturated["end_to_end_per_second"] / 2, env_int("BENCH_PACED_SECONDS", 15))
         results["baseline"] = {"saturated": saturated, "half_rate": paced}
     finally:
