@@ -397,46 +397,46 @@ class CommandDispatcher:
         return _conflict(request)
 
     async def _run_batch(self, commands: Sequence[Accepted]) -> list[Reply]:
-        # The batch's own statements in the first command's trace, each command's in its own.
-        with _within(commands[0]):
-            replies = await self._decide_batch(commands)
-        return replies
-
-    async def _decide_batch(self, commands: Sequence[Accepted]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(commands)
         first_of: dict[uuid.UUID, int] = {}
-        async with self._pool().acquire() as conn, conn.transaction():
-            held = HeldLock()
-            # The replies already stored, read with the lock and the head in one statement
-            # (as of its start: a copy answered elsewhere meanwhile makes storing the replies
-            # fail, which gives the batch up, and each command then finds its stored reply).
-            stored = _stored_rows(await held.take(conn, _STORED_REPLIES.format(ids="$2"),
-                                                  [a.request.command_id for a in commands]))
-            fresh = []
-            for i, accepted in enumerate(commands):
-                command_id = accepted.request.command_id
-                if command_id in stored:
-                    replies[i] = _stored_answer(stored[command_id], accepted)
-                elif command_id not in first_of:  # a copy sent twice at once is answered below
-                    first_of[command_id] = i
-                    fresh.append(i)
-            advance_to = None
-            for i in fresh:
-                with _within(commands[i]):
-                    replies[i], position = await self._decide_in_batch(conn, commands[i], held)
-                if position is not None:
-                    advance_to = max(advance_to or 0, position)
-            # A conflict is not stored: the same command sent again may succeed.
-            await self._store_replies(
-                conn, [(commands[i], replies[i]) for i in fresh
-                       if replies[i].ok or replies[i].error.code != "conflict"],
-                advance_to,
-            )
+        # The batch's own statements in the first command's trace, each command's in its own.
+        with _within(commands[0]):
+            async with self._pool().acquire() as conn, conn.transaction():
+                await self._decide_batch(conn, commands, replies, first_of)
         for i, accepted in enumerate(commands):
             if replies[i] is None:
                 first = first_of[accepted.request.command_id]
                 replies[i] = replies[first] if _same_command(commands[first], accepted) else _reused(accepted.request)
         return replies
+
+    async def _decide_batch(self, conn, commands: Sequence[Accepted], replies: list, first_of: dict) -> None:
+        """The batch's commands in `conn`'s transaction; the copies sent twice are left to the caller."""
+        held = HeldLock()
+        # The replies already stored, read with the lock and the head in one statement
+        # (as of its start: a copy answered elsewhere meanwhile makes storing the replies
+        # fail, which gives the batch up, and each command then finds its stored reply).
+        stored = _stored_rows(await held.take(conn, _STORED_REPLIES.format(ids="$2"),
+                                              [a.request.command_id for a in commands]))
+        fresh = []
+        for i, accepted in enumerate(commands):
+            command_id = accepted.request.command_id
+            if command_id in stored:
+                replies[i] = _stored_answer(stored[command_id], accepted)
+            elif command_id not in first_of:  # a copy sent twice at once is answered below
+                first_of[command_id] = i
+                fresh.append(i)
+        advance_to = None
+        for i in fresh:
+            with _within(commands[i]):
+                replies[i], position = await self._decide_in_batch(conn, commands[i], held)
+            if position is not None:
+                advance_to = max(advance_to or 0, position)
+        # A conflict is not stored: the same command sent again may succeed.
+        await self._store_replies(
+            conn, [(commands[i], replies[i]) for i in fresh
+                   if replies[i].ok or replies[i].error.code != "conflict"],
+            advance_to,
+        )
 
     async def _decide_in_batch(self, conn, accepted: Accepted, held: HeldLock) -> tuple[Reply, int | None]:
         """One command of a batch; raises `_BatchAbandoned` where the batch cannot go on."""
@@ -558,7 +558,9 @@ class CommandBatcher:
     (`CommandDispatcher`). Under light load each command is decided alone, as soon as it
     arrives; the busier the service, the more arrive while a batch is being decided, and the
     larger the next one. (More workers would only wait for one another: a batch holds the
-    store's append lock from its start.) A redelivered command (its process may have died
+    store's append lock from its start. So a long command, a department's import, holds up the
+    commands behind it, as its append lock did once it appended; queries are not held up.) A
+    redelivered command (its process may have died
     deciding it) is decided on its own, so a command that kills the process takes no other
     command down with it.
     """
