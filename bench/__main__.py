@@ -271,6 +271,8 @@ def table(results: dict) -> str:
                                                  f"append to projection p99 {h['append_to_projection']['p99_ms']} ms"))
         cpu = s.get("cpu_ms_per_command") or s.get("cpu_ms_per_event") or {}
         rows.append((f"ours {name}: CPU ms each", ", ".join(f"{k} {v}" for k, v in cpu.items() if v >= 0.05)))
+        if s.get("mean_batch"):
+            rows.append((f"ours {name}: batches", f"{s['mean_batch']} commands per transaction on average"))
     if base:
         s, h = base["saturated"], base["half_rate"]
         rounds = f" (median of {', '.join(f'{r:g}' for r in base['rounds_per_second'])})" \

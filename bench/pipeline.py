@@ -86,6 +86,7 @@ class RoleChanges(Workload):
 async def saturated(driver: Driver, work: Workload, seconds: float, databases: dict[str, str],
                     pids: dict[str, int] | None = None) -> dict:
     start = len(driver.sent)
+    batching_before = await batching(driver, work.service)
     cpu_before = cpu_seconds(pids or {})
     first = time.time()
 
@@ -101,6 +102,8 @@ async def saturated(driver: Driver, work: Workload, seconds: float, databases: d
     replied = time.time()
     await wait_for_quiet(databases, still=1.0)
     cpu = cpu_ms_per(cpu_before, cpu_seconds(pids or {}), len(driver.sent) - start)
+    batching_after = await batching(driver, work.service)
+    batches = batching_after["batches"] - batching_before["batches"]
     sent = [s for s in driver.sent[start:] if s.ok]
     arrived = await inbox_arrivals(databases[work.consumer[0]], work.consumer[1])
     times = [arrived[str(s.command_id)] for s in sent if str(s.command_id) in arrived]
@@ -113,7 +116,15 @@ async def saturated(driver: Driver, work: Workload, seconds: float, databases: d
         "end_to_end_per_second": round(len(times) / e2e_seconds, 1),
         "in_flight": driver.size,
         "cpu_ms_per_command": cpu,
+        "mean_batch": round((batching_after["batched"] - batching_before["batched"]) / batches, 1)
+        if batches else None,
     }
+
+
+async def batching(driver: Driver, service: str) -> dict:
+    """How many transactions a service's commands were decided in so far (its Health report)."""
+    reply, _ = await driver.send(service, "Health", {}, tenant="-", record=False)
+    return reply.result["commands"]
 
 
 async def paced(driver: Driver, work: Workload, rate: float, seconds: float, databases: dict[str, str]) -> dict:

@@ -29,7 +29,7 @@ from shared.auth import AuthenticationError, Identity, TokenVerifier
 from shared.contracts import Envelope, Event
 from shared.eventstore import AppendContext, ConcurrencyError, EventStore, HeldLock
 from shared.observability import get_logger
-from shared.projection import Projection
+from shared.projection import BatchedWrites, BatchingUnavailable, Projection
 
 log = get_logger("wfh.commands")
 
@@ -111,6 +111,12 @@ class UnitOfWork:
     advance_to: int | None = None
     # Set when the transaction took the append lock for many commands (`CommandDispatcher`).
     held: HeldLock | None = None
+    # In a batch: the directory rows of its commands' actors, read with the append lock
+    # ((tenant, person_id) -> row, or None when not in the directory); emptied by any write
+    # to the directory (`shared.directory.actor_of` reads them).
+    actors: dict | None = None
+    # In a batch: where the own projections write (their writes sent together at its end).
+    projection_conn: Any = None
 
     async def load(self, stream_id: str) -> tuple[list[Event], int]:
         from shared.contracts import decode
@@ -132,9 +138,10 @@ class UnitOfWork:
             ),
             self.held,
         )
+        target = self.projection_conn or self.conn
         for env, ev in zip(envelopes, events, strict=True):
             for projection in self.projections:
-                await projection.apply(self.conn, env, ev)
+                await projection.apply(target, env, ev)
         if envelopes and self.defer_advance:
             self.advance_to = envelopes[-1].global_position
         elif envelopes:
@@ -213,9 +220,11 @@ class CommandDispatcher:
     a query, `run_commands` decides commands and stores their replies with their events.
 
     Commands that arrive together (one or many) are decided in one transaction: it takes the
-    append lock at its start, with the store's head and the replies already stored, decides
-    the commands in order, and stores every reply and the own projections' checkpoints in one
-    statement before the one commit. A command refused before it wrote anything (deciding
+    append lock at its start, with the store's head, the replies already stored and the
+    actors' directory rows, decides the commands in order (the own projections' writes held
+    back until a statement may see them, mostly until the end, then sent together), and
+    stores every reply and the own projections' checkpoints in one statement before the one
+    commit. A command refused before it wrote anything (deciding
     comes before saving) leaves nothing to undo; one that wrote and then failed, any error of
     the database, anything unexpected, gives the batch up, and its commands are decided again
     one by one, each in a transaction of its own that takes the append lock only to append.
@@ -241,7 +250,10 @@ class CommandDispatcher:
         self._projections = projections
         self._health = health
         self._verified: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+        self._has_directory: bool | None = None  # does this service's database keep one
+        self._schema = None  # what `BatchedWrites` needs of the database's tables, read once
         self.batches = 0  # transactions that decided commands (one or many)
+        self.batched = 0  # commands those transactions decided
         self.batches_given_up = 0
 
     def _identity(self, token: str | None) -> Identity:
@@ -342,6 +354,7 @@ class CommandDispatcher:
         try:
             replies = await self._run_batch(commands)
             self.batches += 1
+            self.batched += len(commands)
             return replies
         except Exception as exc:  # noqa: BLE001 - each command below meets it on its own
             self.batches_given_up += 1
@@ -412,11 +425,28 @@ class CommandDispatcher:
     async def _decide_batch(self, conn, commands: Sequence[Accepted], replies: list, first_of: dict) -> None:
         """The batch's commands in `conn`'s transaction; the copies sent twice are left to the caller."""
         held = HeldLock()
-        # The replies already stored, read with the lock and the head in one statement
-        # (as of its start: a copy answered elsewhere meanwhile makes storing the replies
-        # fail, which gives the batch up, and each command then finds its stored reply).
-        stored = _stored_rows(await held.take(conn, _STORED_REPLIES.format(ids="$2"),
-                                              [a.request.command_id for a in commands]))
+        if self._has_directory is None:
+            self._has_directory = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", _DIRECTORY)
+        if self._schema is None:
+            self._schema = await BatchedWrites.catalog(conn)
+        # The own projections' writes wait until something reads or writes what they touch,
+        # at the latest until the replies are stored: mostly one pipelined round trip for all.
+        deferred = BatchedWrites(conn, *self._schema)
+        # The replies already stored, and the actors as the directory knows them, read with
+        # the lock and the head in one statement (as of its start: a copy answered elsewhere
+        # meanwhile makes storing the replies fail, which gives the batch up, and each command
+        # then finds its stored reply; a directory changed elsewhere meanwhile is one
+        # changed a moment after these commands were decided).
+        ids = [a.request.command_id for a in commands]
+        if self._has_directory:
+            found = json.loads(await held.take(
+                conn, f"json_build_array({_STORED_REPLIES.format(ids='$2')}, {_ACTORS})::text", ids,
+                [a.request.tenant for a in commands], [a.identity.person_id for a in commands]))
+            stored = _stored_rows(found[0])
+            actors = {(a.request.tenant, a.identity.person_id): None for a in commands}
+            actors.update({(row["tenant"], row["person_id"]): row for row in found[1]})
+        else:
+            stored, actors = _stored_rows(await held.take(conn, _STORED_REPLIES.format(ids="$2"), ids)), None
         fresh = []
         for i, accepted in enumerate(commands):
             command_id = accepted.request.command_id
@@ -428,9 +458,10 @@ class CommandDispatcher:
         advance_to = None
         for i in fresh:
             with _within(commands[i]):
-                replies[i], position = await self._decide_in_batch(conn, commands[i], held)
+                replies[i], position = await self._decide_in_batch(conn, commands[i], held, actors, deferred)
             if position is not None:
                 advance_to = max(advance_to or 0, position)
+        await deferred.flush()
         # A conflict is not stored: the same command sent again may succeed.
         await self._store_replies(
             conn, [(commands[i], replies[i]) for i in fresh
@@ -438,14 +469,16 @@ class CommandDispatcher:
             advance_to,
         )
 
-    async def _decide_in_batch(self, conn, accepted: Accepted, held: HeldLock) -> tuple[Reply, int | None]:
+    async def _decide_in_batch(self, conn, accepted: Accepted, held: HeldLock, actors: dict | None,
+                               deferred: BatchedWrites) -> tuple[Reply, int | None]:
         """One command of a batch; raises `_BatchAbandoned` where the batch cannot go on."""
         request = accepted.request
         for attempt in range(CONFLICT_RETRIES):
-            watched = WatchedConnection(conn)
+            watched = WatchedConnection(conn, actors, deferred)
             uow = UnitOfWork(
                 watched, self._store, self._projections, accepted.identity, request.tenant,
-                request.command_id, defer_advance=True, held=held,
+                request.command_id, defer_advance=True, held=held, actors=actors,
+                projection_conn=WatchedConnection(deferred, actors),
             )
             try:
                 result = await accepted.route.handler(accepted.command, uow)
@@ -497,57 +530,110 @@ class CommandDispatcher:
 
 _WRITES = re.compile(r"\b(insert|update|delete|merge|truncate|copy|notify|pg_notify|create|drop|alter|"
                      r"grant|revoke|call|do|setval|nextval)\b")
+_DIRECTORY = "dir_people"  # the table whose rows a batch reads ahead for its actors
 _READ_ONLY_USES = frozenset({"is_in_transaction", "is_closed", "get_server_pid", "get_settings"})
 
 
 class WatchedConnection:
     """A command's connection inside a batch: the same connection, and whether the command
     wrote through it (any statement that may change something counts: a refusal after it
-    cannot be undone without giving the batch up)."""
+    cannot be undone without giving the batch up). A write that may touch the directory's
+    people empties the actors the batch read ahead (`actors`), so what comes after reads them
+    afresh."""
 
-    __slots__ = ("_conn", "wrote")
-    _verdicts: dict[str, bool] = {}
+    __slots__ = ("_conn", "_actors", "_deferred", "wrote")
+    _verdicts: dict[str, tuple[bool, bool]] = {}  # query -> (may write, may write the directory)
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn, actors: dict | None = None, deferred: BatchedWrites | None = None) -> None:
         self._conn = conn
+        self._actors = actors
+        self._deferred = deferred  # the projections' writes waiting beside this connection
         self.wrote = False
 
     def _see(self, query: str) -> None:
-        if not self.wrote:
-            verdict = self._verdicts.get(query)
-            if verdict is None:
-                verdict = bool(_WRITES.search(query.lower()))
-                if len(self._verdicts) < 10_000:
-                    self._verdicts[query] = verdict
-            self.wrote = verdict
+        verdict = self._verdicts.get(query)
+        if verdict is None:
+            lowered = query.lower()
+            writes = bool(_WRITES.search(lowered))
+            verdict = (writes, writes and _DIRECTORY in lowered)
+            if len(self._verdicts) < 10_000:
+                self._verdicts[query] = verdict
+        if verdict[0]:
+            self._wrote(verdict[1])
+
+    def _wrote(self, directory: bool = True) -> None:
+        self.wrote = True
+        if directory and self._actors:
+            self._actors.clear()
 
     async def execute(self, query: str, *args, **kwargs):
         self._see(query)
+        if self._deferred is not None:
+            await self._deferred.before(query)
         return await self._conn.execute(query, *args, **kwargs)
 
     async def executemany(self, command: str, args, **kwargs):
-        self.wrote = True
+        self._wrote(_DIRECTORY in command.lower())
+        if self._deferred is not None:
+            await self._deferred.before(command)
         return await self._conn.executemany(command, args, **kwargs)
 
     async def fetch(self, query: str, *args, **kwargs):
         self._see(query)
+        if self._deferred is not None:
+            await self._deferred.before(query)
         return await self._conn.fetch(query, *args, **kwargs)
 
     async def fetchrow(self, query: str, *args, **kwargs):
         self._see(query)
+        if self._deferred is not None:
+            await self._deferred.before(query)
         return await self._conn.fetchrow(query, *args, **kwargs)
 
     async def fetchval(self, query: str, *args, **kwargs):
         self._see(query)
+        if self._deferred is not None:
+            await self._deferred.before(query)
         return await self._conn.fetchval(query, *args, **kwargs)
 
     def transaction(self, **kwargs):
-        return self._conn.transaction(**kwargs)
+        if self._deferred is None:
+            return self._conn.transaction(**kwargs)
+        return _SavepointBesideDeferred(self._deferred, self._conn.transaction(**kwargs))
 
     def __getattr__(self, name: str):
         if name not in _READ_ONLY_USES:  # anything else may write (copy_*, cursors, prepared)
-            self.wrote = True
+            self._wrote()
+            if self._deferred is not None and self._deferred.holds:
+                # What it may read or write cannot be told: the batch is given up.
+                raise BatchingUnavailable(f"connection.{name} while projection writes wait")
         return getattr(self._conn, name)
+
+
+class _SavepointBesideDeferred:
+    """A handler's own savepoint in a batch: what is deferred is sent before it starts, and
+    what the projections deferred inside it is sent before it is released, or forgotten when
+    it is rolled back."""
+
+    def __init__(self, deferred: BatchedWrites, transaction) -> None:
+        self._deferred = deferred
+        self._transaction = transaction
+
+    async def __aenter__(self):
+        await self._deferred.flush()
+        return await self._transaction.__aenter__()
+
+    async def __aexit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                await self._deferred.flush()
+            except BaseException as failed:
+                self._deferred.discard()
+                await self._transaction.__aexit__(type(failed), failed, failed.__traceback__)
+                raise
+        else:
+            self._deferred.discard()
+        return await self._transaction.__aexit__(exc_type, exc, tb)
 
 
 class CommandBatcher:
@@ -634,8 +720,17 @@ _STORED_REPLIES = (
 )
 
 
-def _stored_rows(found: str) -> dict[uuid.UUID, dict]:
-    return {uuid.UUID(r["command_id"]): r for r in json.loads(found)}
+# The directory rows of the people ($4) of some departments ($3), paired by position, as one
+# JSON array.
+_ACTORS = (
+    "coalesce((SELECT json_agg(row_to_json(p)) FROM dir_people AS p "
+    "JOIN unnest($3::text[], $4::text[]) AS a(tenant, person_id) USING (tenant, person_id)), '[]')"
+)
+
+
+def _stored_rows(found: str | list) -> dict[uuid.UUID, dict]:
+    rows = json.loads(found) if isinstance(found, str) else found
+    return {uuid.UUID(r["command_id"]): r for r in rows}
 
 
 def _stored_answer(row, accepted: Accepted) -> Reply:

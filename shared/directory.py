@@ -73,6 +73,16 @@ def _person(row: asyncpg.Record) -> Person:
     )
 
 
+async def actor_of(uow) -> Person | None:
+    """The person sending `uow`'s command as the directory knows them (None: not in it). In
+    a batch of commands they were read with the batch's lock, all actors in one statement."""
+    key = (uow.tenant, uow.identity.person_id)
+    if uow.actors and key in uow.actors:
+        row = uow.actors[key]
+        return _person(row) if row is not None else None
+    return await Directory(uow.conn, uow.tenant).person(uow.identity.person_id)
+
+
 class Directory:
     def __init__(self, conn: asyncpg.Connection, tenant: str) -> None:
         self.conn = conn

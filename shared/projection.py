@@ -177,6 +177,9 @@ class _DeferredStatus:
 
 
 DEFERRED = _DeferredStatus()
+# Trigger functions that refuse a change and touch nothing (shared/sql/backbone: the stored
+# events' immutability): a table with only these is no barrier to batching.
+REFUSING_TRIGGERS = ("events_are_immutable",)
 _WORD = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
@@ -192,8 +195,8 @@ def _after_flush(name: str):
 
 
 class BatchedWrites:
-    """The connection projection handlers get during a rebuild or a consumer's batch: fewer
-    round trips, same result.
+    """The connection projection handlers get during a rebuild, a consumer's batch or a batch
+    of commands: fewer round trips, same result.
 
     Each `execute`/`executemany` with arguments is deferred; a deferred statement's rows go to
     the server as one pipelined `executemany`, in the order they were written. Different
@@ -222,11 +225,15 @@ class BatchedWrites:
     @staticmethod
     async def catalog(conn: asyncpg.Connection) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
         """What batching needs of the schema: each table with its foreign-key neighbours, and
-        the tables with triggers. (A running service's schema does not change: keep it.)"""
+        the tables with triggers and the views. (A running service's schema does not change:
+        keep it.)"""
         tables = await conn.fetch(
-            "SELECT c.relname, c.relhastriggers FROM pg_class c "
+            "SELECT c.relname, c.relkind IN ('v', 'm', 'f') OR EXISTS (SELECT 1 FROM pg_trigger t "
+            "JOIN pg_proc p ON p.oid = t.tgfoid WHERE t.tgrelid = c.oid AND p.proname <> ALL($1)) "
+            "AS barrier FROM pg_class c "
             "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relnamespace = ANY("
-            "SELECT oid FROM pg_namespace WHERE nspname = ANY(current_schemas(false)))"
+            "SELECT oid FROM pg_namespace WHERE nspname = ANY(current_schemas(false)))",
+            list(REFUSING_TRIGGERS),
         )
         related = {r["relname"]: {r["relname"]} for r in tables}
         for r in await conn.fetch(
@@ -236,7 +243,9 @@ class BatchedWrites:
             a, b = r["a"].split(".")[-1].strip('"'), r["b"].split(".")[-1].strip('"')
             related.setdefault(a, {a}).add(b)
             related.setdefault(b, {b}).add(a)
-        barriers = frozenset(r["relname"] for r in tables if r["relhastriggers"])
+        # A view's tables are not known here, nor what a trigger touches (but one that only
+        # refuses the change): never deferred.
+        barriers = frozenset(r["relname"] for r in tables if r["barrier"])
         return {t: frozenset(v) for t, v in related.items()}, barriers
 
     def _tables_of(self, query: str) -> frozenset[str] | None:
@@ -282,6 +291,24 @@ class BatchedWrites:
         self._count += len(rows)
         if self._count >= self._limit:
             await self.flush()
+
+    async def before(self, query: str) -> None:
+        """Before `query` runs on the connection beside this one: send what is deferred that it
+        may read or write (everything, when the tables it touches are not known). A statement
+        reaching a deferred table only through a function of its own is not seen: the
+        schemas have none."""
+        if self._pending:
+            touched = self._tables_of(query)
+            if touched is None or any(self._touches[q] & touched for q in self._pending):
+                await self.flush()
+
+    def discard(self) -> None:
+        """Forget what is deferred (its savepoint was rolled back)."""
+        self._pending, self._count = {}, 0
+
+    @property
+    def holds(self) -> bool:
+        return bool(self._pending)
 
     async def flush(self) -> None:
         """Send everything deferred and wait until the server has applied it."""

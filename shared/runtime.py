@@ -254,7 +254,8 @@ class ServiceRuntime:
         }
         if self.batcher is not None:
             dispatcher = self.batcher.dispatcher
-            report["commands"] = {"batches": dispatcher.batches, "batches_given_up": dispatcher.batches_given_up,
+            report["commands"] = {"batches": dispatcher.batches, "batched": dispatcher.batched,
+                                  "batches_given_up": dispatcher.batches_given_up,
                                   "largest_batch": self.batcher.largest_batch}
         report["healthy"] = report["database"] == "up"
         return report

@@ -7,7 +7,7 @@ from typing import get_args
 
 from shared.commands import CommandRouter, DomainError, Forbidden, NotFound, UnitOfWork
 from shared.contracts import notify as ev
-from shared.directory import Directory, Person
+from shared.directory import Directory, Person, actor_of
 from services.notify import commands as c
 from services.notify.domain import channels_for
 
@@ -92,7 +92,7 @@ async def mark_read(cmd: c.MarkRead, uow: UnitOfWork) -> dict:
 async def _sees_every_delivery(uow: UnitOfWork) -> bool:
     if uow.identity.is_admin:
         return True
-    actor = await Directory(uow.conn, uow.tenant).person(uow.identity.person_id)
+    actor = await actor_of(uow)
     return actor is not None and (actor.is_leader or "chief_of_office" in actor.roles)
 
 

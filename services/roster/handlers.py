@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from shared.commands import CommandRouter, Forbidden, UnitOfWork
 from shared.contracts import roster as ev
-from shared.directory import Directory, Person
+from shared.directory import Directory, Person, actor_of
 from services.roster import commands as c
 from services.roster.domain import DepartmentDirectory
 
@@ -26,7 +26,7 @@ async def _require(uow: UnitOfWork, may, message_vi: str, message_en: str) -> No
     """The IT team (admin scope) may; anyone else only when `may(person)` holds."""
     if uow.identity.is_admin:
         return
-    actor = await Directory(uow.conn, uow.tenant).person(uow.identity.person_id)
+    actor = await actor_of(uow)
     if actor is None or not actor.active or not may(actor):
         raise Forbidden(message_vi, message_en)
 
@@ -59,7 +59,7 @@ async def _require_director(uow: UnitOfWork) -> None:
 
 async def current_person(uow: UnitOfWork) -> Person:
     """The actor as the directory knows them; rosters and presence are for people, not admins."""
-    person = await Directory(uow.conn, uow.tenant).person(uow.identity.person_id)
+    person = await actor_of(uow)
     if person is None or not person.active:
         raise Forbidden(
             "Bạn không có tên trong danh bạ của Sở.", "You are not in the department's directory.",
@@ -121,7 +121,7 @@ async def register_signing_key(cmd: c.RegisterSigningKey, uow: UnitOfWork) -> di
 async def designate_acting_head(cmd: c.DesignateActingHead, uow: UnitOfWork) -> dict:
     """The division head (or the Director) lets a deputy act for the head for a period."""
     if not uow.identity.is_admin:
-        actor = await Directory(uow.conn, uow.tenant).person(uow.identity.person_id)
+        actor = await actor_of(uow)
         allowed = actor is not None and (
             actor.is_director or (actor.heads_division and actor.division_id == cmd.division_id)
         )

@@ -35,6 +35,7 @@ class AddDivision(BaseModel):
     refuse: str = ""  # "before" or "after" the append
     bug: bool = False
     undone_inside: bool = False  # appends again inside a savepoint of its own, then rolls it back
+    count_seen: bool = False  # reads the projection its batch's commands wrote before it
 
 
 class _Undo(Exception):
@@ -71,7 +72,10 @@ def toy_service() -> tuple[CommandRouter, Projection]:
                     raise _Undo
             except _Undo:
                 pass
-        return {"division_id": created.division_id, "events_before": len(events)}
+        result = {"division_id": created.division_id, "events_before": len(events)}
+        if cmd.count_seen:
+            result["divisions_seen"] = await uow.conn.fetchval("SELECT count(*) FROM toy_divisions")
+        return result
 
     return router, projection
 
@@ -240,6 +244,46 @@ async def test_commands_decided_together_store_what_they_store_one_by_one(toy, o
     await other_toy.assert_store_whole(batches_given_up=kinds.count("after"))
 
 
+async def test_a_command_reads_what_the_projections_deferred_for_the_commands_before_it(toy, other_toy):
+    """In a batch the own projections' writes wait (to be sent together); a statement that
+    may see what they touch sends them first."""
+    def bodies(world: Toy) -> list[bytes]:
+        ids = [uuid.UUID(int=n) for n in range(1, 9)]
+        return [world.body(ids[n], stream=f"s{n % 2}", name=f"Phòng {n}", count_seen=n % 3 == 2)
+                for n in range(8)]
+
+    together = await toy.together(*bodies(toy))
+    alone = await other_toy.one_by_one(*bodies(other_toy))
+    assert together == alone
+    assert [r.result.get("divisions_seen") for r in together] == [None, None, 3, None, None, 6, None, None]
+    assert await toy.divisions() == await other_toy.divisions()
+    await toy.assert_store_whole()
+
+
+async def test_deferred_writes_wait_for_statements_that_cannot_see_them(toy):
+    from shared.projection import BatchedWrites
+
+    async with toy.pool.acquire() as conn, conn.transaction():
+        await conn.execute("CREATE VIEW toy_names AS SELECT name FROM toy_divisions")
+        deferred = BatchedWrites(conn, *await BatchedWrites.catalog(conn))
+        await deferred.execute("INSERT INTO toy_divisions VALUES ($1, $2, $3)", "s", "d1", "Một")
+        # The event store (its trigger only refuses changes) and other tables: still waiting.
+        for unrelated in ("SELECT count(*) FROM events", "SELECT count(*) FROM command_replies"):
+            await deferred.before(unrelated)
+            assert deferred.holds, unrelated
+        assert await conn.fetchval("SELECT count(*) FROM toy_divisions") == 0
+        # The table itself, a view over it, a statement naming no table: sent first.
+        seeing = ("SELECT count(*) FROM toy_divisions", "SELECT count(*) FROM toy_names", "SELECT now()")
+        for sent, query in enumerate(seeing, start=1):
+            await deferred.before(query)
+            assert not deferred.holds, query
+            assert await conn.fetchval("SELECT count(*) FROM toy_divisions") == sent
+            await deferred.execute("INSERT INTO toy_divisions VALUES ($1, $2, $3)", "s", f"d{sent + 1}", "x")
+        deferred.discard()  # what a savepoint rolled back had deferred
+        assert not deferred.holds
+        assert await conn.fetchval("SELECT count(*) FROM toy_divisions") == len(seeing)
+
+
 async def test_two_processes_deciding_batches_at_once_write_one_chain(toy, idp):
     """Two replicas of a service, each with its own batches, on one database: the append lock
     serialises the batches, nothing conflicts, the chain and the streams stay whole."""
@@ -319,6 +363,37 @@ async def test_the_roster_service_decides_commands_arriving_together_in_batches(
         assert verdict.intact, verdict.problems
     finally:
         await conn.close()
+
+
+async def test_a_batch_reads_its_actors_ahead_and_afresh_once_the_directory_changed(system):
+    """The actors' directory rows are read with the batch's lock; a command of the batch that
+    changes the directory makes the commands after it read them again: someone removed earlier
+    in the batch is refused as they would be alone."""
+    runtime = await system.start(roster_definition())
+    department = json.loads((__import__("pathlib").Path(__file__).parents[2]
+                             / "services/roster/demo/department.json").read_text())
+    assert (await system.send("roster", "ImportDepartment", department)).ok
+    dispatcher = runtime.batcher.dispatcher
+    leaving, staying = (p["id"] for p in department["people"][-2:])
+
+    def body(command: str, payload: dict, token: str) -> bytes:
+        return json.dumps({"command_id": str(uuid.uuid4()), "type": command, "tenant": TENANT,
+                           "token": token, "payload": payload}).encode()
+
+    declare = {"status": "well"}
+    batch = [
+        body("DeclareHealth", declare, system.token(leaving)),
+        body("DeclareHealth", declare, system.token(staying)),
+        body("RemovePerson", {"person_id": leaving}, system.admin_token()),
+        body("DeclareHealth", declare, system.token(leaving)),
+        body("DeclareHealth", declare, system.token(staying)),
+        body("DeclareHealth", declare, system.token("nobody-of-this-department")),
+    ]
+    batches_before = dispatcher.batches
+    replies = await dispatcher.run_commands([dispatcher.triage(b) for b in batch])
+    assert dispatcher.batches == batches_before + 1 and dispatcher.batches_given_up == 0
+    assert [r.ok for r in replies] == [True, True, True, False, True, False]
+    assert replies[3].error.code == replies[5].error.code == "forbidden"
 
 
 async def test_a_batch_and_the_leave_consumer_take_their_locks_in_one_order(toy):
