@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.auth import AuthenticationError, Identity, TokenVerifier
 from shared.contracts import Envelope, Event
-from shared.eventstore import AppendContext, ConcurrencyError, EventStore, HeldLock
+from shared.eventstore import AppendContext, ConcurrencyError, EventStore, HeldLock, StreamVersions
 from shared.observability import get_logger
 from shared.projection import BatchedWrites, BatchingUnavailable, Projection
 
@@ -122,22 +122,42 @@ class UnitOfWork:
         from shared.contracts import decode
 
         stored = await self.store.read_stream_events(self.conn, stream_id)
-        return [decode(e) for e in stored], (stored[-1].stream_version if stored else 0)
+        version = stored[-1].stream_version if stored else 0
+        if self.held is not None:
+            self.held.saw(stream_id, version)
+        return [decode(e) for e in stored], version
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's version, to append at when what is appended does not depend on the
+        stream's events. In a batch it may be known without a read (`StreamVersions`)."""
+        if self.held is not None:
+            if (known := self.held.version_of(stream_id)) is not None:
+                return known
+            version = await self.store.stream_version(self.conn, stream_id)
+            self.held.saw(stream_id, version)
+            return version
+        return await self.store.stream_version(self.conn, stream_id)
 
     async def append(self, stream_id: str, expected_version: int, events: list[Event]) -> None:
-        envelopes = await self.store.append(
-            self.conn,
-            stream_id,
-            expected_version,
-            events,
-            AppendContext(
-                tenant=self.tenant,
-                actor=self.identity.person_id,
-                correlation_id=self.command_id,
-                causation_id=self.command_id,
-            ),
-            self.held,
-        )
+        wrote_before = getattr(self.conn, "wrote", None)
+        try:
+            envelopes = await self.store.append(
+                self.conn,
+                stream_id,
+                expected_version,
+                events,
+                AppendContext(
+                    tenant=self.tenant,
+                    actor=self.identity.person_id,
+                    correlation_id=self.command_id,
+                    causation_id=self.command_id,
+                ),
+                self.held,
+            )
+        except ConcurrencyError:
+            if wrote_before is not None:  # refused, the append wrote nothing: the batch can go on
+                self.conn.wrote = wrote_before
+            raise
         target = self.projection_conn or self.conn
         for env, ev in zip(envelopes, events, strict=True):
             for projection in self.projections:
@@ -252,6 +272,7 @@ class CommandDispatcher:
         self._verified: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
         self._has_directory: bool | None = None  # does this service's database keep one
         self._schema = None  # what `BatchedWrites` needs of the database's tables, read once
+        self._versions = StreamVersions()
         self.batches = 0  # transactions that decided commands (one or many)
         self.batched = 0  # commands those transactions decided
         self.batches_given_up = 0
@@ -412,19 +433,25 @@ class CommandDispatcher:
     async def _run_batch(self, commands: Sequence[Accepted]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(commands)
         first_of: dict[uuid.UUID, int] = {}
+        held = HeldLock(known=self._versions)
         # The batch's own statements in the first command's trace, each command's in its own.
         with _within(commands[0]):
-            async with self._pool().acquire() as conn, conn.transaction():
-                await self._decide_batch(conn, commands, replies, first_of)
+            try:
+                async with self._pool().acquire() as conn, conn.transaction():
+                    await self._decide_batch(conn, held, commands, replies, first_of)
+            except BaseException:
+                self._versions.forget()
+                raise
+        self._versions.committed(held)
         for i, accepted in enumerate(commands):
             if replies[i] is None:
                 first = first_of[accepted.request.command_id]
                 replies[i] = replies[first] if _same_command(commands[first], accepted) else _reused(accepted.request)
         return replies
 
-    async def _decide_batch(self, conn, commands: Sequence[Accepted], replies: list, first_of: dict) -> None:
+    async def _decide_batch(self, conn, held: HeldLock, commands: Sequence[Accepted], replies: list,
+                            first_of: dict) -> None:
         """The batch's commands in `conn`'s transaction; the copies sent twice are left to the caller."""
-        held = HeldLock()
         if self._has_directory is None:
             self._has_directory = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", _DIRECTORY)
         if self._schema is None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -56,6 +57,45 @@ class AppendContext:
     causation_id: uuid.UUID | None = None
 
 
+class StreamVersions:
+    """The versions of the streams a service's batches appended to or read, remembered across
+    batches while nothing else appends: trusted only while the store's head is where the
+    last batch left it. (The baseline's producers keep their versions the same way.) A stale
+    version costs a retry, never a wrong write: every append checks the stream's version in
+    the database."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._known: OrderedDict[str, int] = OrderedDict()
+        self._limit = limit
+        self._head: int | None = None  # the store's head when `_known` was last exact
+
+    def get(self, stream_id: str) -> int | None:
+        return self._known.get(stream_id)
+
+    def check_head(self, head: int) -> None:
+        """At the top of a batch: another transaction appended since (the head moved), so
+        any version known may be stale."""
+        if head != self._head:
+            self.forget()
+            self._head = head
+
+    def forget(self, stream_id: str | None = None) -> None:
+        if stream_id is None:
+            self._known.clear()
+            self._head = None
+        else:
+            self._known.pop(stream_id, None)
+
+    def committed(self, lock: HeldLock) -> None:
+        """A batch committed: what it saw and wrote is known, as of the head it left."""
+        for stream_id, version in lock.versions_seen.items():
+            self._known[stream_id] = version
+            self._known.move_to_end(stream_id)
+        while len(self._known) > self._limit:
+            self._known.popitem(last=False)
+        self._head = lock.position
+
+
 @dataclass
 class HeldLock:
     """The append lock taken at the top of a transaction that appends many times (a batch of
@@ -69,9 +109,30 @@ class HeldLock:
 
     position: int | None = None  # None: not read yet in this transaction
     chain_hash: str | None = None
+    known: StreamVersions | None = None  # versions remembered from earlier batches
+    versions_seen: dict[str, int] = field(default_factory=dict)  # in this transaction
 
     def forget(self) -> None:
         self.position = self.chain_hash = None
+        # The head moved under us (a savepoint rolled back, another transaction appended):
+        # any version known may be stale.
+        self.versions_seen.clear()
+        if self.known is not None:
+            self.known.forget()
+
+    def version_of(self, stream_id: str) -> int | None:
+        """The stream's version as this transaction knows it without reading it (None: read it)."""
+        if (version := self.versions_seen.get(stream_id)) is not None:
+            return version
+        return self.known.get(stream_id) if self.known is not None else None
+
+    def saw(self, stream_id: str, version: int) -> None:
+        self.versions_seen[stream_id] = version
+
+    def conflicted(self, stream_id: str) -> None:
+        self.versions_seen.pop(stream_id, None)
+        if self.known is not None:
+            self.known.forget(stream_id)
 
     async def take(self, conn: asyncpg.Connection, extra: str = "", *args):
         """Take the append lock at the top of `conn`'s transaction, and read the store's head in
@@ -87,6 +148,8 @@ class HeldLock:
             APPEND_LOCK, *args,
         )
         self.position, self.chain_hash = row["global_position"] or 0, row["chain_hash"] or chain.GENESIS
+        if self.known is not None:
+            self.known.check_head(self.position)
         return row["extra"] if extra else None
 
 
@@ -182,6 +245,8 @@ class EventStore:
             # lock): the stream's version and the head of the store, in one round trip.
             last = await conn.fetchrow(_VERSION_AND_HEAD, stream_id)
             if last["version"] != expected_version:
+                if held is not None:
+                    held.conflicted(stream_id)
                 raise ConcurrencyError(stream_id, expected_version, last["version"])
             position = last["global_position"] or 0
             previous_hash = last["chain_hash"] or chain.GENESIS
@@ -233,6 +298,7 @@ class EventStore:
                 _GUARDED_INSERT, *rows, stream_id, expected_version, head_position, head_hash
             )
             if checked["version"] != expected_version:
+                held.conflicted(stream_id)
                 raise ConcurrencyError(stream_id, expected_version, checked["version"])
             if not checked["head_ok"]:
                 held.forget()
@@ -242,6 +308,7 @@ class EventStore:
             await conn.execute(_INSERT, *rows)
         if held is not None:
             held.position, held.chain_hash = envelopes[-1].global_position, hashes[-1]
+            held.saw(stream_id, expected_version + len(events))
         return envelopes
 
     async def read_stream_events(self, conn: asyncpg.Connection, stream_id: str) -> list[StoredEvent]:

@@ -59,7 +59,7 @@ async def take_number(uow: UnitOfWork, register: str, year: int, document_id: uu
     transaction: if the transaction rolls back, the number was never taken."""
     stream = ev.register_stream(uow.tenant, register, year)
     for _ in range(NUMBER_ATTEMPTS):
-        version = await uow.store.stream_version(uow.conn, stream)
+        version = await uow.stream_version(stream)
         taken = RegisterCounter(register, year, version).take(document_id)
         try:
             async with uow.conn.transaction():  # a savepoint: losing the race undoes only this

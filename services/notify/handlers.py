@@ -84,7 +84,7 @@ async def mark_read(cmd: c.MarkRead, uow: UnitOfWork) -> dict:
     unread = tuple(r["notification_id"] for r in rows if not r["read"])
     if unread:
         stream = ev.person_stream(uow.tenant, person_id)
-        version = await uow.store.stream_version(uow.conn, stream)
+        version = await uow.stream_version(stream)
         await uow.append(stream, version, [ev.NotificationsRead(person_id=person_id, notification_ids=unread)])
     return {"marked": len(unread)}
 
@@ -146,7 +146,7 @@ async def set_preferences(cmd: c.SetNotificationPreferences, uow: UnitOfWork) ->
     """Web is always on, and summons always reach every channel, whatever is chosen."""
     person = await _directory_person(uow, _whose(uow, cmd.person_id))
     stream = ev.person_stream(uow.tenant, person.person_id)
-    version = await uow.store.stream_version(uow.conn, stream)
+    version = await uow.stream_version(stream)
     await uow.append(stream, version, [ev.NotificationPreferencesSet(
         person_id=person.person_id, category=cmd.category, channels=tuple(dict.fromkeys(cmd.channels)))])
     return await _preferences(uow, person)

@@ -42,7 +42,7 @@ async def append(uow: UnitOfWork, events: list[Event]) -> None:
     """Append to the department's roster stream; under the lock its version cannot move."""
     await lock(uow.conn, uow.tenant)  # re-entrant: callers that decided under it hold it already
     stream = ev.roster_stream(uow.tenant)
-    await uow.append(stream, await uow.store.stream_version(uow.conn, stream), events)
+    await uow.append(stream, await uow.stream_version(stream), events)
 
 
 async def organisation(directory: Directory) -> Organisation:

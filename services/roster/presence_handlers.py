@@ -67,7 +67,7 @@ async def declare_health(cmd: c.DeclareHealth, uow: UnitOfWork) -> dict:
     # Declaring does not depend on what the day holds: its version is all that is read (a
     # person declaring again and again would otherwise have the whole day read each time).
     stream = ev.presence_stream(uow.tenant, actor.person_id, day)
-    version = await uow.store.stream_version(uow.conn, stream)
+    version = await uow.stream_version(stream)
     await uow.append(stream, version, PresenceDay(actor.person_id, day).declare_health(cmd.status, cmd.note))
     return {"day": day, "status": cmd.status, "status_vi": HEALTH_VI[cmd.status]}
 

@@ -36,6 +36,7 @@ class AddDivision(BaseModel):
     bug: bool = False
     undone_inside: bool = False  # appends again inside a savepoint of its own, then rolls it back
     count_seen: bool = False  # reads the projection its batch's commands wrote before it
+    blind: bool = False  # appends at the stream's version without reading its events
 
 
 class _Undo(Exception):
@@ -52,7 +53,10 @@ def toy_service() -> tuple[CommandRouter, Projection]:
 
     @router.command(AddDivision)
     async def add(cmd: AddDivision, uow: UnitOfWork) -> dict:
-        events, version = await uow.load(cmd.stream)
+        if cmd.blind:
+            events, version = [], await uow.stream_version(cmd.stream)
+        else:
+            events, version = await uow.load(cmd.stream)
         if cmd.refuse == "before":
             raise DomainError("Không được thêm phòng.", "Refused before appending.")
         if cmd.refuse == "after_own_write":  # a write of the handler's own, not an append
@@ -282,6 +286,43 @@ async def test_deferred_writes_wait_for_statements_that_cannot_see_them(toy):
         deferred.discard()  # what a savepoint rolled back had deferred
         assert not deferred.holds
         assert await conn.fetchval("SELECT count(*) FROM toy_divisions") == len(seeing)
+
+
+async def test_stream_versions_are_remembered_between_batches_and_a_stale_one_costs_a_retry(toy, monkeypatch):
+    reads = []
+    read_version = STORE.stream_version
+
+    async def counted(conn, stream_id):
+        reads.append(stream_id)
+        return await read_version(conn, stream_id)
+
+    monkeypatch.setattr(STORE, "stream_version", counted)
+
+    async def blind(*streams: str) -> list[str]:
+        replies = await toy.together(*(toy.body(stream=s, name=f"Phòng {s}", blind=True) for s in streams))
+        assert all(r.ok for r in replies), [r.error for r in replies]
+        return [r.result["division_id"] for r in replies]
+
+    assert await blind("s1", "s2", "s1") == ["s1-1", "s2-1", "s1-2"]
+    assert reads == ["s1", "s2"]  # the second s1 knew its version from the first
+    reads.clear()
+    assert await blind("s1", "s2") == ["s1-3", "s2-2"]
+    assert reads == []  # remembered from the batch before: nothing appended since
+    # Another transaction appends: the head moved, nothing remembered is trusted.
+    async with toy.pool.acquire() as conn, conn.transaction():
+        await STORE.append(conn, "s1", 3, [ro.DivisionCreated(division_id="s1-4", name="x", kind="division")],
+                           context())
+    assert await blind("s1") == ["s1-5"]
+    assert reads == ["s1"]
+    # A version remembered wrongly (the head where it was): the append's own check refuses it,
+    # and the command is decided again with the version read.
+    reads.clear()
+    toy.dispatcher._versions._known["s2"] = 7
+    assert await blind("s2") == ["s2-3"]
+    assert reads == ["s2"]
+    events = await toy.events()
+    assert [e["stream_version"] for e in events if e["stream_id"] == "s2"] == [1, 2, 3]
+    await toy.assert_store_whole()
 
 
 async def test_two_processes_deciding_batches_at_once_write_one_chain(toy, idp):
