@@ -121,7 +121,12 @@ class UnitOfWork:
     async def load(self, stream_id: str) -> tuple[list[Event], int]:
         from shared.contracts import decode
 
-        stored = await self.store.read_stream_events(self.conn, stream_id)
+        conn = self.conn
+        if self.held is not None:
+            if self.held.holds_rows(stream_id):
+                await self.held.write_deferred(_unwatched(conn))
+            conn = _unwatched(conn)  # appends held back are of other streams: nothing to wait for
+        stored = await self.store.read_stream_events(conn, stream_id)
         version = stored[-1].stream_version if stored else 0
         if self.held is not None:
             self.held.saw(stream_id, version)
@@ -132,8 +137,8 @@ class UnitOfWork:
         stream's events. In a batch it may be known without a read (`StreamVersions`)."""
         if self.held is not None:
             if (known := self.held.version_of(stream_id)) is not None:
-                return known
-            version = await self.store.stream_version(self.conn, stream_id)
+                return known  # a stream with appends held back is always known
+            version = await self.store.stream_version(_unwatched(self.conn), stream_id)
             self.held.saw(stream_id, version)
             return version
         return await self.store.stream_version(self.conn, stream_id)
@@ -158,6 +163,8 @@ class UnitOfWork:
             if wrote_before is not None:  # refused, the append wrote nothing: the batch can go on
                 self.conn.wrote = wrote_before
             raise
+        if wrote_before is not None:  # an append held back is written later, but it is a write
+            self.conn.wrote = True
         target = self.projection_conn or self.conn
         for env, ev in zip(envelopes, events, strict=True):
             for projection in self.projections:
@@ -483,11 +490,13 @@ class CommandDispatcher:
                 first_of[command_id] = i
                 fresh.append(i)
         advance_to = None
+        held.defer = True  # the appends too are written together (`HeldLock.write_deferred`)
         for i in fresh:
             with _within(commands[i]):
                 replies[i], position = await self._decide_in_batch(conn, commands[i], held, actors, deferred)
             if position is not None:
                 advance_to = max(advance_to or 0, position)
+        await held.write_deferred(conn)
         await deferred.flush()
         # A conflict is not stored: the same command sent again may succeed.
         await self._store_replies(
@@ -501,7 +510,7 @@ class CommandDispatcher:
         """One command of a batch; raises `_BatchAbandoned` where the batch cannot go on."""
         request = accepted.request
         for attempt in range(CONFLICT_RETRIES):
-            watched = WatchedConnection(conn, actors, deferred)
+            watched = WatchedConnection(conn, actors, deferred, held)
             uow = UnitOfWork(
                 watched, self._store, self._projections, accepted.identity, request.tenant,
                 request.command_id, defer_advance=True, held=held, actors=actors,
@@ -558,6 +567,7 @@ class CommandDispatcher:
 _WRITES = re.compile(r"\b(insert|update|delete|merge|truncate|copy|notify|pg_notify|create|drop|alter|"
                      r"grant|revoke|call|do|setval|nextval)\b")
 _DIRECTORY = "dir_people"  # the table whose rows a batch reads ahead for its actors
+_EVENTS = re.compile(r"\bevents\b")  # the event store's table, where appends held back go
 _READ_ONLY_USES = frozenset({"is_in_transaction", "is_closed", "get_server_pid", "get_settings"})
 
 
@@ -568,25 +578,41 @@ class WatchedConnection:
     people empties the actors the batch read ahead (`actors`), so what comes after reads them
     afresh."""
 
-    __slots__ = ("_conn", "_actors", "_deferred", "wrote")
-    _verdicts: dict[str, tuple[bool, bool]] = {}  # query -> (may write, may write the directory)
+    __slots__ = ("_conn", "_actors", "_deferred", "_held", "wrote")
+    # query -> (may write, may write the directory, names the event store)
+    _verdicts: dict[str, tuple[bool, bool, bool]] = {}
 
-    def __init__(self, conn, actors: dict | None = None, deferred: BatchedWrites | None = None) -> None:
+    def __init__(self, conn, actors: dict | None = None, deferred: BatchedWrites | None = None,
+                 held: HeldLock | None = None) -> None:
         self._conn = conn
         self._actors = actors
         self._deferred = deferred  # the projections' writes waiting beside this connection
+        self._held = held  # and the appends held back
         self.wrote = False
 
-    def _see(self, query: str) -> None:
+    @property
+    def unwatched(self):
+        return self._conn
+
+    def _see(self, query: str) -> bool:
+        """Note what `query` may do; whether it may see the event store."""
         verdict = self._verdicts.get(query)
         if verdict is None:
             lowered = query.lower()
             writes = bool(_WRITES.search(lowered))
-            verdict = (writes, writes and _DIRECTORY in lowered)
+            verdict = (writes, writes and _DIRECTORY in lowered, bool(_EVENTS.search(lowered)))
             if len(self._verdicts) < 10_000:
                 self._verdicts[query] = verdict
         if verdict[0]:
             self._wrote(verdict[1])
+        return verdict[2]
+
+    async def _before(self, query: str) -> None:
+        """Before `query`: note it, and write what waits that it may see."""
+        if self._see(query) and self._held is not None and self._held.holds_rows():
+            await self._held.write_deferred(self._conn)
+        if self._deferred is not None:
+            await self._deferred.before(query)
 
     def _wrote(self, directory: bool = True) -> None:
         self.wrote = True
@@ -594,73 +620,80 @@ class WatchedConnection:
             self._actors.clear()
 
     async def execute(self, query: str, *args, **kwargs):
-        self._see(query)
-        if self._deferred is not None:
-            await self._deferred.before(query)
+        await self._before(query)
         return await self._conn.execute(query, *args, **kwargs)
 
     async def executemany(self, command: str, args, **kwargs):
+        await self._before(command)
         self._wrote(_DIRECTORY in command.lower())
-        if self._deferred is not None:
-            await self._deferred.before(command)
         return await self._conn.executemany(command, args, **kwargs)
 
     async def fetch(self, query: str, *args, **kwargs):
-        self._see(query)
-        if self._deferred is not None:
-            await self._deferred.before(query)
+        await self._before(query)
         return await self._conn.fetch(query, *args, **kwargs)
 
     async def fetchrow(self, query: str, *args, **kwargs):
-        self._see(query)
-        if self._deferred is not None:
-            await self._deferred.before(query)
+        await self._before(query)
         return await self._conn.fetchrow(query, *args, **kwargs)
 
     async def fetchval(self, query: str, *args, **kwargs):
-        self._see(query)
-        if self._deferred is not None:
-            await self._deferred.before(query)
+        await self._before(query)
         return await self._conn.fetchval(query, *args, **kwargs)
 
     def transaction(self, **kwargs):
-        if self._deferred is None:
+        if self._deferred is None and self._held is None:
             return self._conn.transaction(**kwargs)
-        return _SavepointBesideDeferred(self._deferred, self._conn.transaction(**kwargs))
+        return _SavepointBesideDeferred(self._conn, self._deferred, self._held, self._conn.transaction(**kwargs))
 
     def __getattr__(self, name: str):
         if name not in _READ_ONLY_USES:  # anything else may write (copy_*, cursors, prepared)
             self._wrote()
-            if self._deferred is not None and self._deferred.holds:
+            if (self._deferred is not None and self._deferred.holds) or (
+                    self._held is not None and self._held.holds_rows()):
                 # What it may read or write cannot be told: the batch is given up.
                 raise BatchingUnavailable(f"connection.{name} while projection writes wait")
         return getattr(self._conn, name)
 
 
 class _SavepointBesideDeferred:
-    """A handler's own savepoint in a batch: what is deferred is sent before it starts, and
-    what the projections deferred inside it is sent before it is released, or forgotten when
-    it is rolled back."""
+    """A handler's own savepoint in a batch: the appends held back and the projections'
+    writes deferred are sent before it starts; inside it appends are written at once (a
+    rolled-back one is then seen by the next append's check of the head), and what the
+    projections deferred inside it is sent before it is released, or forgotten when it is
+    rolled back."""
 
-    def __init__(self, deferred: BatchedWrites, transaction) -> None:
+    def __init__(self, conn, deferred: BatchedWrites | None, held: HeldLock | None, transaction) -> None:
+        self._conn = conn
         self._deferred = deferred
+        self._held = held
         self._transaction = transaction
+        self._was_deferring = False
 
     async def __aenter__(self):
-        await self._deferred.flush()
+        if self._held is not None:
+            await self._held.write_deferred(self._conn)
+            self._was_deferring, self._held.defer = self._held.defer, False
+        if self._deferred is not None:
+            await self._deferred.flush()
         return await self._transaction.__aenter__()
 
     async def __aexit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            try:
-                await self._deferred.flush()
-            except BaseException as failed:
+        try:
+            if self._deferred is not None and exc_type is None:
+                try:
+                    await self._deferred.flush()
+                except BaseException as failed:
+                    self._deferred.discard()
+                    await self._transaction.__aexit__(type(failed), failed, failed.__traceback__)
+                    raise
+            elif self._deferred is not None:
                 self._deferred.discard()
-                await self._transaction.__aexit__(type(failed), failed, failed.__traceback__)
-                raise
-        else:
-            self._deferred.discard()
-        return await self._transaction.__aexit__(exc_type, exc, tb)
+            return await self._transaction.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._held is not None:
+                self._held.defer = self._was_deferring
+                if exc_type is not None:  # rolled back: what it appended is gone, the head with it
+                    self._held.forget()
 
 
 class CommandBatcher:
@@ -753,6 +786,10 @@ _ACTORS = (
     "coalesce((SELECT json_agg(row_to_json(p)) FROM dir_people AS p "
     "JOIN unnest($3::text[], $4::text[]) AS a(tenant, person_id) USING (tenant, person_id)), '[]')"
 )
+
+
+def _unwatched(conn):
+    return conn.unwatched if isinstance(conn, WatchedConnection) else conn
 
 
 def _stored_rows(found: str | list) -> dict[uuid.UUID, dict]:

@@ -37,6 +37,11 @@ class ConcurrencyError(Exception):
         self.stream_id, self.expected, self.actual = stream_id, expected, actual
 
 
+class AppendsRefused(Exception):
+    """Appends held back in a batch were not written: the head or a stream's version was not
+    what they were built on. Nothing was written."""
+
+
 class StoredEvent(NamedTuple):
     """A stored event as `shared.contracts.decode` reads it (type, version, payload), with its
     place in its stream."""
@@ -111,9 +116,46 @@ class HeldLock:
     chain_hash: str | None = None
     known: StreamVersions | None = None  # versions remembered from earlier batches
     versions_seen: dict[str, int] = field(default_factory=dict)  # in this transaction
+    # Appends held back (`defer`), to be written together by `write_deferred`: their rows
+    # (the insert's columns), the version each of their streams was at, and the head the
+    # first of them was chained to.
+    defer: bool = False
+    # The head is known exactly: an append under the lock was written and checked. (The head
+    # `take` reads may predate the lock; the first append of a transaction is never held back.)
+    exact: bool = False
+    _rows: list[list] | None = None
+    _streams: dict[str, int] = field(default_factory=dict)
+    _chained_to: tuple[int, str] | None = None
+
+    def holds_rows(self, stream_id: str | None = None) -> bool:
+        """Appends wait to be written (of `stream_id`, or of any stream)."""
+        return bool(self._streams) if stream_id is None else stream_id in self._streams
+
+    def _hold(self, rows: list[list], stream_id: str, expected_version: int) -> None:
+        if self._rows is None:
+            self._rows, self._chained_to = [list(c) for c in rows], (self.position, self.chain_hash)
+        else:
+            for column, values in zip(self._rows, rows, strict=True):
+                column.extend(values)
+        self._streams.setdefault(stream_id, expected_version)
+
+    async def write_deferred(self, conn: asyncpg.Connection) -> None:
+        """Write the appends held back, in one statement that checks the head they were chained
+        to and each stream's version (under the lock only this transaction appends, so a
+        mismatch means something remembered was wrong: nothing is written, `AppendsRefused`)."""
+        if self._rows is None:
+            return
+        rows, streams, (position, chain_hash) = self._rows, self._streams, self._chained_to
+        self._rows, self._streams, self._chained_to = None, {}, None
+        written = await conn.fetchrow(
+            _DEFERRED_INSERT, *rows, list(streams), list(streams.values()), position, chain_hash)
+        if not written["ok"]:
+            self.forget()
+            raise AppendsRefused(f"{len(rows[0])} appends held back no longer fit the store")
 
     def forget(self) -> None:
         self.position = self.chain_hash = None
+        self.exact = False
         # The head moved under us (a savepoint rolled back, another transaction appended):
         # any version known may be stale.
         self.versions_seen.clear()
@@ -190,6 +232,23 @@ _GUARDED_INSERT = (
 )
 
 
+# Appends held back in a batch, written together: only if the head is still the one they were
+# chained to ($17, $18) and each stream ($15) is at the version its first append expected ($16).
+_DEFERRED_INSERT = (
+    "WITH head AS (SELECT global_position, chain_hash FROM events "
+    "ORDER BY global_position DESC LIMIT 1), "
+    "checks AS (SELECT coalesce((SELECT global_position FROM head), 0) = $17 "
+    f"AND coalesce((SELECT chain_hash FROM head), '{chain.GENESIS}') = $18 "
+    "AND NOT EXISTS (SELECT 1 FROM unnest($15::text[], $16::int[]) AS e(stream_id, version) "
+    "WHERE (SELECT coalesce(max(stream_version), 0) FROM events AS v WHERE v.stream_id = e.stream_id) "
+    "<> e.version) AS ok), "
+    f"appended AS (INSERT INTO events ({_COLUMNS}, chain_hash) {_UNNEST} AS rows "
+    "WHERE (SELECT ok FROM checks) RETURNING 1) "
+    "SELECT (SELECT ok FROM checks) AS ok, (SELECT count(*) FROM appended) AS appended, "
+    f"pg_notify('{NOTIFY_CHANNEL}', '')"
+)
+
+
 def _row_to_envelope(row: asyncpg.Record, source: str) -> Envelope:
     return Envelope(
         event_id=row["event_id"],
@@ -235,6 +294,8 @@ class EventStore:
             raise RuntimeError("append must run inside the caller's transaction")
         if not events:
             return []
+        if held is not None and not held.defer and held.holds_rows():
+            await held.write_deferred(conn)  # what is held back comes first
         guarded = held is not None and held.position is not None
         if guarded:
             position, previous_hash = held.position, held.chain_hash
@@ -293,7 +354,9 @@ class EventStore:
             [json.dumps(env.payload, ensure_ascii=False) for env in envelopes],
             hashes,
         ]
-        if guarded:
+        if guarded and held.defer and held.exact:
+            held._hold(rows, stream_id, expected_version)
+        elif guarded:
             checked = await conn.fetchrow(
                 _GUARDED_INSERT, *rows, stream_id, expected_version, head_position, head_hash
             )
@@ -308,6 +371,7 @@ class EventStore:
             await conn.execute(_INSERT, *rows)
         if held is not None:
             held.position, held.chain_hash = envelopes[-1].global_position, hashes[-1]
+            held.exact = True
             held.saw(stream_id, expected_version + len(events))
         return envelopes
 

@@ -288,7 +288,7 @@ async def test_deferred_writes_wait_for_statements_that_cannot_see_them(toy):
         assert await conn.fetchval("SELECT count(*) FROM toy_divisions") == len(seeing)
 
 
-async def test_stream_versions_are_remembered_between_batches_and_a_stale_one_costs_a_retry(toy, monkeypatch):
+async def test_stream_versions_are_remembered_between_batches_and_a_stale_one_is_refused(toy, monkeypatch):
     reads = []
     read_version = STORE.stream_version
 
@@ -314,14 +314,44 @@ async def test_stream_versions_are_remembered_between_batches_and_a_stale_one_co
                            context())
     assert await blind("s1") == ["s1-5"]
     assert reads == ["s1"]
-    # A version remembered wrongly (the head where it was): the append's own check refuses it,
-    # and the command is decided again with the version read.
+    # A version remembered wrongly (the head where it was). The first append of a batch is
+    # written at once and checked: the command is decided again with the version read.
     reads.clear()
     toy.dispatcher._versions._known["s2"] = 7
     assert await blind("s2") == ["s2-3"]
     assert reads == ["s2"]
+    await toy.assert_store_whole()
+    # Later appends are held back and written together, checked together: the batch is given
+    # up and its commands decided alone.
+    toy.dispatcher._versions._known["s2"] = 9
+    assert await blind("s1", "s2") == ["s1-6", "s2-4"]
     events = await toy.events()
-    assert [e["stream_version"] for e in events if e["stream_id"] == "s2"] == [1, 2, 3]
+    assert [e["stream_version"] for e in events if e["stream_id"] == "s2"] == [1, 2, 3, 4]
+    await toy.assert_store_whole(batches_given_up=1)
+    assert await blind("s2", "s1") == ["s2-5", "s1-7"]  # and the next batch knows nothing wrong
+    await toy.assert_store_whole(batches_given_up=1)
+
+
+async def test_appends_after_the_first_of_a_batch_are_written_together(toy, monkeypatch):
+    from shared.eventstore import HeldLock
+
+    written = []
+    write = HeldLock.write_deferred
+
+    async def counted(self, conn):
+        if self.holds_rows():
+            written.append(len(self._rows[0]))
+        await write(self, conn)
+
+    monkeypatch.setattr(HeldLock, "write_deferred", counted)
+    replies = await toy.together(*(toy.body(stream=f"s{n}", name=f"Phòng {n}", blind=True) for n in range(6)))
+    assert all(r.ok for r in replies)
+    assert written == [5]  # the first written at once, to know the head exactly
+    # A command loading a stream that an earlier command of its batch appended to sees it.
+    replies = await toy.together(toy.body(stream="s7", name="a", blind=True), toy.body(stream="s8", name="b"),
+                                 toy.body(stream="s8", name="c"))
+    assert [r.result["events_before"] for r in replies] == [0, 0, 1]
+    assert written == [5, 1, 1]
     await toy.assert_store_whole()
 
 
