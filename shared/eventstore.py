@@ -66,8 +66,8 @@ class StreamVersions:
     """The versions of the streams a service's batches appended to or read, remembered across
     batches while nothing else appends: trusted only while the store's head is where the
     last batch left it. (The baseline's producers keep their versions the same way.) A stale
-    version costs a retry, never a wrong write: every append checks the stream's version in
-    the database."""
+    version costs a retry (or, for an append held back, the batch given up), never a wrong
+    write: every append checks the stream's version in the database."""
 
     def __init__(self, limit: int = 100_000) -> None:
         self._known: OrderedDict[str, int] = OrderedDict()
