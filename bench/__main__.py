@@ -151,11 +151,14 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
                 base_runs.append(await baseline.saturated(saturate, producers=driver.size))
         full = median_run(runs)
         full["rounds_per_second"] = [r["end_to_end_per_second"] for r in runs]
+        # Every round as measured, so that a round far from the others can be looked into.
+        full["rounds"] = [{k: v for k, v in r.items() if k != "pipeline"} for r in runs]
         figures = {"saturated": full}
         if base_runs:
             if baseline_runs is not None:
                 baseline_runs.extend(base_runs)
             figures["baseline_rounds_per_second"] = [b["end_to_end_per_second"] for b in base_runs]
+            figures["baseline_rounds"] = base_runs
             figures["ratio_rounds"] = [round(o["end_to_end_per_second"] / b["end_to_end_per_second"], 2)
                                        for o, b in zip(runs, base_runs, strict=True)]
         rate = full["end_to_end_per_second"] / 2
