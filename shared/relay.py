@@ -13,7 +13,6 @@ import asyncio
 
 import aio_pika
 import asyncpg
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from shared.contracts import Envelope
@@ -112,21 +111,18 @@ class OutboxRelay:
         confirms = []
         for env in envelopes:
             parent = propagate.extract(env.trace_context)
-            token = otel_context.attach(parent)
-            try:
-                with self._tracer.start_as_current_span(
-                    f"{env.routing_key} publish", kind=trace.SpanKind.PRODUCER
-                ) as span:
-                    span.set_attribute("messaging.system", "rabbitmq")
-                    span.set_attribute("messaging.destination.name", self._exchange_name)
-                    span.set_attribute("messaging.message.id", str(env.event_id))
-                    headers: dict[str, str] = {}
-                    propagate.inject(headers)
-                    confirms.append(
-                        exchange.publish(envelope_message(env, headers), routing_key=env.routing_key)
-                    )
-            finally:
-                otel_context.detach(token)
+            span = self._tracer.start_span(
+                f"{env.routing_key} publish", context=parent, kind=trace.SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "rabbitmq",
+                    "messaging.destination.name": self._exchange_name,
+                    "messaging.message.id": str(env.event_id),
+                },
+            )
+            headers: dict[str, str] = {}
+            propagate.inject(headers, context=trace.set_span_in_context(span, parent))
+            confirms.append(exchange.publish(envelope_message(env, headers), routing_key=env.routing_key))
+            span.end()
         # Confirms awaited together: a batch costs one round of waiting, not one per event.
         await asyncio.gather(*confirms)
         await conn.execute(
