@@ -9,7 +9,7 @@ queue of its own, acknowledges each, and reports the process's CPU time per mess
 - `FastStream (its telemetry, FastDepends)`: how the services subscribed before: FastStream's
   `RabbitTelemetryMiddleware` and FastDepends resolving the handler's arguments per message;
 - `FastStream (our span, no FastDepends)`: how they subscribe now
-  (`shared.observability.consume_spans`, `apply_types=False`).
+  (`shared.runtime.service_broker`: `shared.observability.consume_spans`, `apply_types=False`).
 
 Spans are made but not recorded, as in a service that exports nothing (the benchmark's case).
 Queues are named `bench-consume-<run>-<variant>` and deleted afterwards.
@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from bench.common import AMQP_URL, RUN_ID
 from shared.consumer import current_message, raw_body
-from shared.observability import consume_spans
+from shared.runtime import service_broker
 
 MESSAGES = int(os.environ.get("BENCH_CONSUME_MESSAGES", "20000"))
 BODY = b'{"type": "DeclareHealth", "payload": {"status": "well"}, "token": "' + b"x" * 200 + b'"}'
@@ -68,8 +68,8 @@ async def _aio_pika(queue: str, done: asyncio.Event, count: list[int], span: boo
 
 
 async def _faststream(queue: str, done: asyncio.Event, count: list[int], ours: bool) -> None:
-    middleware = consume_spans(PROVIDER) if ours else RabbitTelemetryMiddleware(tracer_provider=PROVIDER)
-    broker = RabbitBroker(AMQP_URL, logger=None, middlewares=[middleware], apply_types=not ours)
+    broker = (service_broker(AMQP_URL, PROVIDER) if ours else
+              RabbitBroker(AMQP_URL, logger=None, middlewares=[RabbitTelemetryMiddleware(tracer_provider=PROVIDER)]))
     context = broker.context
     subscriber = broker.subscriber(RabbitQueue(queue, declare=False), ack_policy=AckPolicy.MANUAL,
                                    no_reply=True, channel=Channel(prefetch_count=100), decoder=raw_body)

@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 _provider: TracerProvider | None = None
 
@@ -105,7 +105,7 @@ def consume_spans(provider: TracerProvider):
         async def consume_scope(self, call_next, msg):
             raw = msg.raw_message
             parent = propagate.extract(msg.headers)  # the propagators OTEL_PROPAGATORS names
-            span = tracer.start_span(
+            with tracer.start_span(  # ended on exit, an exception recorded on it
                 f"{raw.exchange or 'default'}.{raw.routing_key} process",
                 context=parent,
                 kind=SpanKind.CONSUMER,
@@ -117,16 +117,11 @@ def consume_spans(provider: TracerProvider):
                     "messaging.message.id": raw.message_id or "",
                     "messaging.message.conversation_id": raw.correlation_id or "",
                 },
-            )
-            token = otel_context.attach(trace.set_span_in_context(span, parent))
-            try:
-                return await call_next(msg)
-            except Exception as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                raise
-            finally:
-                otel_context.detach(token)
-                span.end()
+            ) as span:
+                token = otel_context.attach(trace.set_span_in_context(span, parent))
+                try:
+                    return await call_next(msg)
+                finally:
+                    otel_context.detach(token)
 
     return ConsumeSpan

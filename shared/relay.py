@@ -111,18 +111,17 @@ class OutboxRelay:
         confirms = []
         for env in envelopes:
             parent = propagate.extract(env.trace_context)
-            span = self._tracer.start_span(
+            with self._tracer.start_span(
                 f"{env.routing_key} publish", context=parent, kind=trace.SpanKind.PRODUCER,
                 attributes={
                     "messaging.system": "rabbitmq",
                     "messaging.destination.name": self._exchange_name,
                     "messaging.message.id": str(env.event_id),
                 },
-            )
-            headers: dict[str, str] = {}
-            propagate.inject(headers, context=trace.set_span_in_context(span, parent))
-            confirms.append(exchange.publish(envelope_message(env, headers), routing_key=env.routing_key))
-            span.end()
+            ) as span:
+                headers: dict[str, str] = {}
+                propagate.inject(headers, context=trace.set_span_in_context(span, parent))
+                confirms.append(exchange.publish(envelope_message(env, headers), routing_key=env.routing_key))
         # Confirms awaited together: a batch costs one round of waiting, not one per event.
         await asyncio.gather(*confirms)
         await conn.execute(

@@ -88,15 +88,7 @@ class ServiceRuntime:
             await topology.declare(channel, settings.namespace)
         dead_letters = DeadLetters(channel, settings.dead_letter_exchange)
 
-        self.broker = RabbitBroker(
-            settings.amqp_url,
-            middlewares=[consume_spans(provider)],
-            logger=None,  # per-message logging costs ~20% throughput; we log what matters
-            # The handlers take the raw body (`raw_body`) and need no injection: FastDepends'
-            # per-message resolution cost a tenth of a consumer's CPU per message.
-            apply_types=False,
-            graceful_timeout=10.0,
-        )
+        self.broker = service_broker(settings.amqp_url, provider)
         dispatcher = CommandDispatcher(
             # Every service also answers RepublishEvents (shared.republish) for the IT team.
             CommandRouter.combine(
@@ -305,6 +297,19 @@ class ServiceRuntime:
 # Failures worth re-driving after a fix keep the whole command; a refused command would be
 # refused again, and its payload may hold what must not rest in a queue (secret documents).
 REDRIVABLE_CODES = frozenset({"internal", "conflict"})
+
+
+def service_broker(amqp_url: str, provider) -> RabbitBroker:
+    """The FastStream broker a service's command queue and consumers subscribe on."""
+    return RabbitBroker(
+        amqp_url,
+        middlewares=[consume_spans(provider)],
+        logger=None,  # per-message logging costs ~20% throughput; we log what matters
+        # The handlers take the raw body (`raw_body`) and need no injection: FastDepends'
+        # per-message resolution cost a tenth of a consumer's CPU per message.
+        apply_types=False,
+        graceful_timeout=10.0,
+    )
 
 
 def dead_letter_body(body: bytes, reply) -> bytes:
