@@ -18,7 +18,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import jwt
@@ -27,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.auth import AuthenticationError, Identity, TokenVerifier
 from shared.contracts import Envelope, Event
-from shared.eventstore import AppendContext, ConcurrencyError, EventStore, HeldLock, StreamVersions
+from shared.eventstore import (
+    AppendContext, ConcurrencyError, EventStore, Folded, FoldedStreams, HeldLock, StreamVersions,
+)
 from shared.observability import get_logger
 from shared.projection import BatchedWrites, BatchingUnavailable, Projection
 
@@ -38,6 +40,7 @@ HEALTH = "Health"  # every service answers it: database, relay lag, consumers
 CONFLICT_RETRIES = 5
 VERIFIED_TOKENS = 10_000  # verified tokens remembered (least recently used dropped first)
 MAX_BATCH = 32  # commands decided in one transaction at most
+A = TypeVar("A")  # an aggregate folded from its stream (`UnitOfWork.fold`)
 
 
 class DomainError(Exception):
@@ -117,20 +120,48 @@ class UnitOfWork:
     actors: dict | None = None
     # In a batch: where the own projections write (their writes sent together at its end).
     projection_conn: Any = None
+    # In a batch: the service's aggregates folded in earlier batches (`fold`).
+    folds: FoldedStreams | None = None
 
     async def load(self, stream_id: str) -> tuple[list[Event], int]:
         from shared.contracts import decode
 
+        stored = await self._read(stream_id)
+        version = stored[-1].stream_version if stored else 0
+        if self.held is not None:
+            self.held.saw(stream_id, version)
+        return [decode(e) for e in stored], version
+
+    async def fold(self, stream_id: str, kind: Callable[[], A]) -> tuple[A, int]:
+        """The stream's aggregate (`kind()` with each event `apply`-ed) and its version. In a
+        batch, an aggregate folded before is taken up where it was left (`FoldedStreams`):
+        only the events after it are read. The caller must not change it but by `apply`."""
+        from shared.contracts import decode
+
+        kept = self.folds.get(stream_id, kind) if self.folds is not None else None
+        stored = await self._read(stream_id, kept.version if kept else 1)
+        if kept is not None and (
+            not stored or stored[0].stream_version != kept.version or stored[0].event_id != kept.event_id
+        ):
+            self.folds.forget(stream_id, kind)  # what it was folded up to is gone: fold afresh
+            kept, stored = None, await self._read(stream_id)
+        state = kept.state if kept is not None else kind()
+        for e in stored[1:] if kept is not None else stored:
+            state.apply(decode(e))
+        version = stored[-1].stream_version if stored else 0
+        if self.folds is not None and stored:
+            self.folds.keep(stream_id, kind, Folded(state, version, stored[-1].event_id))
+        if self.held is not None:
+            self.held.saw(stream_id, version)
+        return state, version
+
+    async def _read(self, stream_id: str, from_version: int = 1) -> list:
         conn = self.conn
         if self.held is not None:
             if self.held.holds_rows(stream_id):
                 await self.held.write_deferred(_unwatched(conn))
             conn = _unwatched(conn)  # appends held back are of other streams: nothing to wait for
-        stored = await self.store.read_stream_events(conn, stream_id)
-        version = stored[-1].stream_version if stored else 0
-        if self.held is not None:
-            self.held.saw(stream_id, version)
-        return [decode(e) for e in stored], version
+        return await self.store.read_stream_events(conn, stream_id, from_version)
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's version, to append at when what is appended does not depend on the
@@ -280,6 +311,7 @@ class CommandDispatcher:
         self._has_directory: bool | None = None  # does this service's database keep one
         self._schema = None  # what `BatchedWrites` needs of the database's tables, read once
         self._versions = StreamVersions()
+        self._folds = FoldedStreams()
         self.batches = 0  # transactions that decided commands (one or many)
         self.batched = 0  # commands those transactions decided
         self.batches_given_up = 0
@@ -514,7 +546,7 @@ class CommandDispatcher:
             uow = UnitOfWork(
                 watched, self._store, self._projections, accepted.identity, request.tenant,
                 request.command_id, defer_advance=True, held=held, actors=actors,
-                projection_conn=WatchedConnection(deferred, actors),
+                projection_conn=WatchedConnection(deferred, actors), folds=self._folds,
             )
             try:
                 result = await accepted.route.handler(accepted.command, uow)

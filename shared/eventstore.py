@@ -50,6 +50,7 @@ class StoredEvent(NamedTuple):
     schema_version: int
     payload: dict
     stream_version: int
+    event_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,40 @@ class StreamVersions:
         while len(self._known) > self._limit:
             self._known.popitem(last=False)
         self._head = lock.position
+
+
+class Folded(NamedTuple):
+    state: object
+    version: int
+    event_id: uuid.UUID  # the event at `version`, which proves the fold still stands
+
+
+class FoldedStreams:
+    """Aggregates folded from their streams, kept between a service's batches of commands so
+    that deciding on a long stream (a department's directory grows by every change for
+    years) reads and folds only what was appended since.
+
+    A fold is trusted only once the store still holds the event it was folded up to, at that
+    version: a batch given up takes its appends away, and another process may have appended
+    anything after it. Only batches use it: they hold the append lock from their start, so no
+    two commands work on a kept aggregate at once; the state is advanced in place, which is
+    safe because decisions never change the aggregate (`apply` alone does)."""
+
+    def __init__(self, limit: int = 1_000) -> None:
+        self._kept: OrderedDict[tuple[str, type], Folded] = OrderedDict()
+        self._limit = limit
+
+    def get(self, stream_id: str, kind: type) -> Folded | None:
+        return self._kept.get((stream_id, kind))
+
+    def keep(self, stream_id: str, kind: type, folded: Folded) -> None:
+        self._kept[(stream_id, kind)] = folded
+        self._kept.move_to_end((stream_id, kind))
+        while len(self._kept) > self._limit:
+            self._kept.popitem(last=False)
+
+    def forget(self, stream_id: str, kind: type) -> None:
+        self._kept.pop((stream_id, kind), None)
 
 
 @dataclass
@@ -375,15 +410,17 @@ class EventStore:
             held.saw(stream_id, expected_version + len(events))
         return envelopes
 
-    async def read_stream_events(self, conn: asyncpg.Connection, stream_id: str) -> list[StoredEvent]:
-        """A stream's events as deciding on it needs them (`decode` each): the payloads and
-        versions only, without building whole envelopes."""
+    async def read_stream_events(
+        self, conn: asyncpg.Connection, stream_id: str, from_version: int = 1
+    ) -> list[StoredEvent]:
+        """A stream's events (from `from_version` on) as deciding on it needs them (`decode`
+        each): the payloads, versions and ids only, without building whole envelopes."""
         rows = await conn.fetch(
-            "SELECT event_type, schema_version, payload, stream_version FROM events "
-            "WHERE stream_id = $1 ORDER BY stream_version",
-            stream_id,
+            "SELECT event_type, schema_version, payload, stream_version, event_id FROM events "
+            "WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version",
+            stream_id, from_version,
         )
-        return [StoredEvent(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+        return [StoredEvent(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
 
     async def read_stream(self, conn: asyncpg.Connection, stream_id: str) -> list[Envelope]:
         rows = await conn.fetch(

@@ -13,8 +13,7 @@ router = CommandRouter()
 
 
 async def _load(uow: UnitOfWork) -> tuple[DepartmentDirectory, int]:
-    events, version = await uow.load(ev.directory_stream(uow.tenant))
-    return DepartmentDirectory.from_events(events), version
+    return await uow.fold(ev.directory_stream(uow.tenant), DepartmentDirectory)
 
 
 async def _save(uow: UnitOfWork, version: int, events: list) -> dict:

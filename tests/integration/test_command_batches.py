@@ -37,6 +37,17 @@ class AddDivision(BaseModel):
     undone_inside: bool = False  # appends again inside a savepoint of its own, then rolls it back
     count_seen: bool = False  # reads the projection its batch's commands wrote before it
     blind: bool = False  # appends at the stream's version without reading its events
+    folded: bool = False  # decides on the stream's aggregate (`UnitOfWork.fold`)
+
+
+class ToyDivisions:
+    """The aggregate `folded` commands decide on: the division names in their stream."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def apply(self, e) -> None:
+        self.names.append(e.name)
 
 
 class _Undo(Exception):
@@ -55,6 +66,9 @@ def toy_service() -> tuple[CommandRouter, Projection]:
     async def add(cmd: AddDivision, uow: UnitOfWork) -> dict:
         if cmd.blind:
             events, version = [], await uow.stream_version(cmd.stream)
+        elif cmd.folded:
+            aggregate, version = await uow.fold(cmd.stream, ToyDivisions)
+            events = list(aggregate.names)
         else:
             events, version = await uow.load(cmd.stream)
         if cmd.refuse == "before":
@@ -77,6 +91,8 @@ def toy_service() -> tuple[CommandRouter, Projection]:
             except _Undo:
                 pass
         result = {"division_id": created.division_id, "events_before": len(events)}
+        if cmd.folded:
+            result["names_before"] = events
         if cmd.count_seen:
             result["divisions_seen"] = await uow.conn.fetchval("SELECT count(*) FROM toy_divisions")
         return result
@@ -353,6 +369,58 @@ async def test_appends_after_the_first_of_a_batch_are_written_together(toy, monk
     assert [r.result["events_before"] for r in replies] == [0, 0, 1]
     assert written == [5, 1, 1]
     await toy.assert_store_whole()
+
+
+async def test_an_aggregate_folded_in_a_batch_is_taken_up_where_it_was_left(toy, idp, monkeypatch):
+    """Later batches read only the events after the fold they keep, and fold afresh when what
+    it was folded up to is gone (a batch given up) or another process appended meanwhile."""
+    reads = []
+    read = STORE.read_stream_events
+
+    async def counted(conn, stream_id, from_version=1):
+        stored = await read(conn, stream_id, from_version)
+        reads.append((from_version, len(stored)))
+        return stored
+
+    monkeypatch.setattr(STORE, "read_stream_events", counted)
+
+    async def fold(*names: str, **extra) -> list:
+        return await toy.together(*(toy.body(stream="s1", name=n, folded=True, **extra) for n in names))
+
+    replies = await fold("A", "B", "C")
+    assert [r.result["names_before"] for r in replies] == [[], ["A"], ["A", "B"]]
+    # An empty stream keeps nothing; then each fold reads from the event it was kept at.
+    assert reads == [(1, 0), (1, 1), (1, 2)]
+    reads.clear()
+    [reply] = await fold("D")
+    assert reply.result["names_before"] == ["A", "B", "C"]
+    assert reads == [(2, 2)]  # the event it was kept at (still there) and the one after it
+    # A batch given up: its appends are rolled back, and the fold kept at the last of them
+    # ("E" as v5) is not trusted. Decided alone, "E" is v5 again, a new event.
+    replies = await toy.together(toy.body(stream="s1", name="E", folded=True),
+                                 toy.body(stream="s1", name="Lỗi", folded=True, bug=True))
+    assert [r.ok for r in replies] == [True, False]
+    assert replies[0].result["names_before"] == ["A", "B", "C", "D"]
+    reads.clear()
+    [reply] = await fold("F")
+    assert reply.result["names_before"] == ["A", "B", "C", "D", "E"]
+    assert reads == [(5, 1), (1, 5)]  # v5 is not the event kept: folded afresh
+    # Another process appends: the kept fold still stands and its events are folded on.
+    async with Toy(toy.url, idp) as replica:
+        [other] = await replica.together(replica.body(stream="s1", name="G", folded=True))
+    assert other.result["names_before"] == ["A", "B", "C", "D", "E", "F"]
+    reads.clear()
+    [reply] = await fold("H")
+    assert reply.result["names_before"] == ["A", "B", "C", "D", "E", "F", "G"]
+    assert reads == [(5, 3)]
+    # Some other event where the kept one was: folded afresh.
+    folds = toy.dispatcher._folds
+    folds.keep("s1", ToyDivisions, folds.get("s1", ToyDivisions)._replace(event_id=uuid.uuid4()))
+    reads.clear()
+    [reply] = await fold("I")
+    assert reply.result["names_before"] == ["A", "B", "C", "D", "E", "F", "G", "H"]
+    assert reads == [(7, 2), (1, 8)]
+    await toy.assert_store_whole(batches_given_up=1)
 
 
 async def test_two_processes_deciding_batches_at_once_write_one_chain(toy, idp):
