@@ -5,7 +5,9 @@
   exchange, awaits the publisher confirms together, deletes the rows, commits;
 - consumer (its own process, as a consuming service would be): a quorum queue read in delivery
   order with prefetch 100; per message one transaction writes the inbox row (idempotence) and
-  upserts the projection row; acked after commit.
+  upserts the projection row; acked after commit. With `consumers` > 1 (the fan-out baseline)
+  each consumer has its own queue bound to the exchange and its own database, as each
+  consuming service has: every event is delivered and applied that many times.
 
 No commands, authentication, envelopes, hash chain, tracing or dead-lettering: the floor our
 pipeline is compared with. Run in the benchmark's process except the consumer
@@ -63,40 +65,52 @@ ROOT = Path(__file__).parents[1]
 
 
 class Baseline:
-    def __init__(self) -> None:
-        self.url = database_url("baseline")
-        self.exchange_name = f"bench{RUN_ID}.baseline"
-        self.queue_name = f"bench{RUN_ID}.baseline.projection"
+    def __init__(self, consumers: int = 1, name: str = "baseline") -> None:
+        self.name = name
+        self.url = database_url(name)
+        self.exchange_name = f"bench{RUN_ID}.{name}"
+        # The first consumer's inbox is where events are timed (in the producers' database);
+        # the others each have a database of their own.
+        self.consumer_urls = [self.url] + [database_url(f"{name}_{i}") for i in range(1, consumers)]
+        self.queue_names = [f"bench{RUN_ID}.{name}.projection{i or ''}" for i in range(consumers)]
         self.pool: asyncpg.Pool | None = None
         self._connection = None
-        self._consumer: asyncio.subprocess.Process | None = None
+        self._consumers: list[asyncio.subprocess.Process] = []
         self._relay: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._versions: dict[str, int] = {}
         self._streams = itertools.cycle([f"stream-{i}" for i in range(200)])
 
     async def start(self) -> None:
-        await ensure_database(self.url)
-        conn = await asyncpg.connect(self.url)
-        try:
-            await conn.execute(SCHEMA)
-        finally:
-            await conn.close()
+        for url in self.consumer_urls:
+            await ensure_database(url)
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(SCHEMA)
+            finally:
+                await conn.close()
         self.pool = await asyncpg.create_pool(self.url, min_size=8, max_size=16)
         self._connection = await aio_pika.connect_robust(AMQP_URL)
         channel = await self._connection.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(self.queue_name, durable=True, arguments={"x-queue-type": "quorum"})
-        await queue.bind(exchange, routing_key="baseline.#")
+        for queue_name in self.queue_names:
+            queue = await channel.declare_queue(queue_name, durable=True, arguments={"x-queue-type": "quorum"})
+            await queue.bind(exchange, routing_key="baseline.#")
         self._relay = asyncio.create_task(self._relay_loop(exchange))
-        self._consumer = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.baseline", "consume", self.url, self.queue_name, cwd=ROOT,
-        )
+        for url, queue_name in zip(self.consumer_urls, self.queue_names, strict=True):
+            self._consumers.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.baseline", "consume", url, queue_name, cwd=ROOT,
+            ))
+
+    @property
+    def consumer_pids(self) -> dict[str, int]:
+        return {f"consumer{i or ''}": p.pid for i, p in enumerate(self._consumers)}
 
     async def stop(self) -> None:
-        if self._consumer is not None and self._consumer.returncode is None:
-            self._consumer.send_signal(signal.SIGTERM)
-            await self._consumer.wait()
+        for consumer in self._consumers:
+            if consumer.returncode is None:
+                consumer.send_signal(signal.SIGTERM)
+                await consumer.wait()
         if self._relay is not None:
             self._relay.cancel()
             await asyncio.gather(self._relay, return_exceptions=True)
@@ -104,10 +118,12 @@ class Baseline:
             await self.pool.close()
         if self._connection is not None:
             channel = await self._connection.channel()
-            await channel.queue_delete(self.queue_name)
+            for queue_name in self.queue_names:
+                await channel.queue_delete(queue_name)
             await channel.exchange_delete(self.exchange_name)
             await self._connection.close()
-        await drop_database(self.url)
+        for url in self.consumer_urls:
+            await drop_database(url)
 
     async def append(self, correlation: str, sent_at: float) -> None:
         """One event and its outbox row in one transaction."""
@@ -161,17 +177,25 @@ class Baseline:
         return {r["correlation_id"]: r["t"] for r in rows}
 
     async def drained(self, count: int, timeout: float = 120) -> None:
+        """Every consumer has applied `count` events."""
         deadline = time.monotonic() + timeout
+        waiting = list(self.consumer_urls)
         while time.monotonic() < deadline:
-            async with self.pool.acquire() as conn:
-                if await conn.fetchval("SELECT count(*) FROM inbox") >= count:
-                    return
+            for url in list(waiting):
+                conn = await asyncpg.connect(url)
+                try:
+                    if await conn.fetchval("SELECT count(*) FROM inbox") >= count:
+                        waiting.remove(url)
+                finally:
+                    await conn.close()
+            if not waiting:
+                return
             await asyncio.sleep(0.2)
-        raise RuntimeError("the baseline consumer did not receive everything")
+        raise RuntimeError("a baseline consumer did not receive everything")
 
     async def saturated(self, seconds: float, producers: int = 16) -> dict:
         await self._reset()
-        pids = {"consumer": self._consumer.pid}
+        pids = self.consumer_pids
         cpu_before = cpu_seconds(pids)
         first = time.time()
         sent: list[str] = []
@@ -208,8 +232,12 @@ class Baseline:
                 "to_projection": summary([arrived[c] - at for c, at in scheduled.items() if c in arrived], of=count)}
 
     async def _reset(self) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute("TRUNCATE inbox")
+        for url in self.consumer_urls:
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute("TRUNCATE inbox")
+            finally:
+                await conn.close()
 
 
 # --- the consumer process ----------------------------------------------------------------------
