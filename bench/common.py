@@ -72,12 +72,15 @@ class Progress:
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds used so far (user + system) by named processes, by the benchmark itself, and
-    by every RabbitMQ and PostgreSQL process (these two include other users of the servers)."""
+    by every RabbitMQ and PostgreSQL process (these two include other users of the servers).
+    A server's exited processes count too, through their parent's children's times: a
+    connection's backend that ends between two readings (a pool closed) took its CPU with it."""
     tick = os.sysconf("SC_CLK_TCK")
 
-    def of(pid: int) -> float:
+    def of(pid: int, children: bool) -> float:
         fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
+        used = int(fields[11]) + int(fields[12])
+        return (used + (int(fields[13]) + int(fields[14]) if children else 0)) / tick
 
     out = {name: 0.0 for name in (*pids, "bench", "rabbitmq", "postgresql")}
     named = {pid: name for name, pid in pids.items()}
@@ -88,11 +91,12 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
         pid = int(entry)
         try:
             name = named.get(pid)
-            if name is None:
+            server = name is None
+            if server:
                 comm = open(f"/proc/{pid}/comm").read().strip()
                 name = "rabbitmq" if comm.startswith("beam") else "postgresql" if comm.startswith("postgres") else None
             if name is not None:
-                out[name] += of(pid)
+                out[name] += of(pid, children=server)
         except OSError:
             continue
     return out
