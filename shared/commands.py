@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.auth import AuthenticationError, Identity, TokenVerifier
 from shared.contracts import Envelope, Event
 from shared.eventstore import (
-    AppendContext, ConcurrencyError, EventStore, Folded, FoldedStreams, HeldLock, StreamVersions,
+    AppendContext, ConcurrencyError, EventStore, Folded, FoldedStreams, HeldLock, StreamVersions, together,
 )
 from shared.observability import get_logger
 from shared.projection import BatchedWrites, BatchingUnavailable, Projection
@@ -528,13 +528,13 @@ class CommandDispatcher:
                 replies[i], position = await self._decide_in_batch(conn, commands[i], held, actors, deferred)
             if position is not None:
                 advance_to = max(advance_to or 0, position)
-        await held.write_deferred(conn)
         await deferred.flush()
-        # A conflict is not stored: the same command sent again may succeed.
+        # A conflict is not stored: the same command sent again may succeed. The replies go
+        # with the appends held back, in one statement.
         await self._store_replies(
             conn, [(commands[i], replies[i]) for i in fresh
                    if replies[i].ok or replies[i].error.code != "conflict"],
-            advance_to,
+            advance_to, held,
         )
 
     async def _decide_in_batch(self, conn, accepted: Accepted, held: HeldLock, actors: dict | None,
@@ -566,32 +566,35 @@ class CommandDispatcher:
         return _stored_rows(await conn.fetchval(f"SELECT {_STORED_REPLIES.format(ids='$1')}", command_ids))
 
     async def _store_replies(
-        self, conn, answered: list[tuple[Accepted, Reply]], advance_to: int | None = None
+        self, conn, answered: list[tuple[Accepted, Reply]], advance_to: int | None = None,
+        held: HeldLock | None = None,
     ) -> None:
-        """The replies, and with `advance_to` the own projections' checkpoints, in one statement."""
+        """The replies, and with `advance_to` the own projections' checkpoints, in one statement
+        (with `held`, the one that writes its appends held back)."""
         plain = [p.name for p in self._projections if p.plain_checkpoint]
-        columns = (
-            [a.request.command_id for a, _ in answered],
-            [a.request.tenant for a, _ in answered],
-            [a.request.type for a, _ in answered],
-            [a.identity.person_id for a, _ in answered],
-            [reply.model_dump_json() for _, reply in answered],
-        )
-        insert = (
-            "INSERT INTO command_replies (command_id, tenant, command_type, actor, reply) "
-            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[])"
-        )
-        if advance_to is None or not plain:
-            if answered:
-                await conn.execute(insert, *columns)
-        else:
-            await conn.execute(
-                f"WITH reply AS ({insert}) "
-                "INSERT INTO projection_checkpoints (projection, position) SELECT unnest($6::text[]), $7 "
+        writes = []
+        if answered:
+            writes.append((
+                "INSERT INTO command_replies (command_id, tenant, command_type, actor, reply) "
+                "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[])",
+                ([a.request.command_id for a, _ in answered],
+                 [a.request.tenant for a, _ in answered],
+                 [a.request.type for a, _ in answered],
+                 [a.identity.person_id for a, _ in answered],
+                 [reply.model_dump_json() for _, reply in answered]),
+            ))
+        if advance_to is not None and plain:
+            writes.append((
+                "INSERT INTO projection_checkpoints (projection, position) SELECT unnest($1::text[]), $2 "
                 "ON CONFLICT (projection) DO UPDATE SET position = "
                 "greatest(projection_checkpoints.position, EXCLUDED.position)",
-                *columns, plain, advance_to,
-            )
+                (plain, advance_to),
+            ))
+        if held is not None:
+            await held.write_deferred(conn, writes)
+        elif writes:
+            ctes, args = together(writes)
+            await conn.execute(f"WITH {ctes} SELECT 1", *args)
         if advance_to is not None:
             await Projection.advance_all(conn, self._projections, advance_to, plain_done=True)
 

@@ -9,6 +9,7 @@ ever skipping a transaction that committed late.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -155,8 +156,9 @@ class HeldLock:
     # (the insert's columns), the version each of their streams was at, and the head the
     # first of them was chained to.
     defer: bool = False
-    # The head is known exactly: an append under the lock was written and checked. (The head
-    # `take` reads may predate the lock; the first append of a transaction is never held back.)
+    # The head is known exactly: `take` found the lock free, or an append under the lock was
+    # written and checked. (Otherwise the head `take` read predates the lock, and the first
+    # append is written at once.)
     exact: bool = False
     _rows: list[list] | None = None
     _streams: dict[str, int] = field(default_factory=dict)
@@ -174,16 +176,24 @@ class HeldLock:
                 column.extend(values)
         self._streams.setdefault(stream_id, expected_version)
 
-    async def write_deferred(self, conn: asyncpg.Connection) -> None:
+    async def write_deferred(self, conn: asyncpg.Connection, also: Sequence[tuple[str, Sequence]] = ()) -> None:
         """Write the appends held back, in one statement that checks the head they were chained
         to and each stream's version (under the lock only this transaction appends, so a
-        mismatch means something remembered was wrong: nothing is written, `AppendsRefused`)."""
+        mismatch means something remembered was wrong: nothing is written, `AppendsRefused`,
+        and the caller rolls back). `also`: writes of the caller's (statements with their
+        arguments) sent in the same statement, one round trip for all; without appends held
+        back, in a statement of their own."""
         if self._rows is None:
+            if also:
+                ctes, args = together(also)
+                await conn.execute(f"WITH {ctes} SELECT 1", *args)
             return
         rows, streams, (position, chain_hash) = self._rows, self._streams, self._chained_to
         self._rows, self._streams, self._chained_to = None, {}, None
+        args = [*rows, list(streams), list(streams.values()), position, chain_hash]
+        ctes, also_args = together(also, len(args))
         written = await conn.fetchrow(
-            _DEFERRED_INSERT, *rows, list(streams), list(streams.values()), position, chain_hash)
+            f"WITH {_DEFERRED_CTES}{', ' + ctes if ctes else ''} {_DEFERRED_RESULT}", *args, *also_args)
         if not written["ok"]:
             self.forget()
             raise AppendsRefused(f"{len(rows[0])} appends held back no longer fit the store")
@@ -214,16 +224,26 @@ class HeldLock:
     async def take(self, conn: asyncpg.Connection, extra: str = "", *args):
         """Take the append lock at the top of `conn`'s transaction, and read the store's head in
         the same statement, with `extra` (a select-list expression over `args` from $2 on).
-        The head is read as of the statement's start, before the lock may have been waited
-        for: another transaction may have appended meanwhile. Then the first append sees it
-        and reads the head again, under the lock."""
-        row = await conn.fetchrow(
-            "SELECT pg_advisory_xact_lock($1), h.global_position, h.chain_hash"
-            + (f", {extra} AS extra" if extra else "")
+
+        The statement reads as of its start. When the lock was free then, nobody appended in
+        between (but for a commit in the instant between the statement's start and the lock,
+        which the first write of the appends held back sees: the batch is then given up), so
+        the head is exact and even the first append can be held back. When another transaction
+        held the lock, the statement waits for it and reads what was there before: the first
+        append is then written at once, sees the head moved, and reads it again."""
+        tail = (
+            (f", {extra} AS extra" if extra else "")
             + " FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT global_position, chain_hash "
-            "FROM events ORDER BY global_position DESC LIMIT 1) AS h ON true",
+            "FROM events ORDER BY global_position DESC LIMIT 1) AS h ON true"
+        )
+        row = await conn.fetchrow(
+            "SELECT pg_try_advisory_xact_lock($1) AS free, h.global_position, h.chain_hash" + tail,
             APPEND_LOCK, *args,
         )
+        self.exact = row["free"]
+        if not row["free"]:
+            row = await conn.fetchrow(
+                "SELECT pg_advisory_xact_lock($1), h.global_position, h.chain_hash" + tail, APPEND_LOCK, *args)
         self.position, self.chain_hash = row["global_position"] or 0, row["chain_hash"] or chain.GENESIS
         if self.known is not None:
             self.known.check_head(self.position)
@@ -269,8 +289,8 @@ _GUARDED_INSERT = (
 
 # Appends held back in a batch, written together: only if the head is still the one they were
 # chained to ($17, $18) and each stream ($15) is at the version its first append expected ($16).
-_DEFERRED_INSERT = (
-    "WITH head AS (SELECT global_position, chain_hash FROM events "
+_DEFERRED_CTES = (
+    "head AS (SELECT global_position, chain_hash FROM events "
     "ORDER BY global_position DESC LIMIT 1), "
     "checks AS (SELECT coalesce((SELECT global_position FROM head), 0) = $17 "
     f"AND coalesce((SELECT chain_hash FROM head), '{chain.GENESIS}') = $18 "
@@ -278,10 +298,25 @@ _DEFERRED_INSERT = (
     "WHERE (SELECT coalesce(max(stream_version), 0) FROM events AS v WHERE v.stream_id = e.stream_id) "
     "<> e.version) AS ok), "
     f"appended AS (INSERT INTO events ({_COLUMNS}, chain_hash) {_UNNEST} AS rows "
-    "WHERE (SELECT ok FROM checks) RETURNING 1) "
+    "WHERE (SELECT ok FROM checks) RETURNING 1)"
+)
+_DEFERRED_RESULT = (
     "SELECT (SELECT ok FROM checks) AS ok, (SELECT count(*) FROM appended) AS appended, "
     f"pg_notify('{NOTIFY_CHANNEL}', '')"
 )
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+def together(statements: Sequence[tuple[str, Sequence]], after: int = 0) -> tuple[str, list]:
+    """Data-modifying statements (each with its own arguments, $1 on) as the common table
+    expressions of one statement, their parameters renumbered to follow `after` others. Each
+    runs once, to completion, whether or not the statement reads it (PostgreSQL's rule)."""
+    ctes, args = [], []
+    for i, (sql, params) in enumerate(statements):
+        shift = after + len(args)
+        ctes.append(f"w{i} AS ({_PARAMETER.sub(lambda m, s=shift: f'${int(m[1]) + s}', sql)})")
+        args.extend(params)
+    return ", ".join(ctes), args
 
 
 def _row_to_envelope(row: asyncpg.Record, source: str) -> Envelope:

@@ -330,44 +330,79 @@ async def test_stream_versions_are_remembered_between_batches_and_a_stale_one_is
                            context())
     assert await blind("s1") == ["s1-5"]
     assert reads == ["s1"]
-    # A version remembered wrongly (the head where it was). The first append of a batch is
-    # written at once and checked: the command is decided again with the version read.
+    # A version remembered wrongly (the head where it was). The appends held back are written
+    # in one statement that checks every stream's version: the batch is given up and its
+    # commands decided alone, with the versions read.
     reads.clear()
     toy.dispatcher._versions._known["s2"] = 7
     assert await blind("s2") == ["s2-3"]
     assert reads == ["s2"]
-    await toy.assert_store_whole()
-    # Later appends are held back and written together, checked together: the batch is given
-    # up and its commands decided alone.
-    toy.dispatcher._versions._known["s2"] = 9
-    assert await blind("s1", "s2") == ["s1-6", "s2-4"]
+    await toy.assert_store_whole(batches_given_up=1)
+    assert await blind("s2", "s1") == ["s2-4", "s1-6"]  # a batch given up forgot what it knew
+    toy.dispatcher._versions._known["s2"] = 9  # known again since: remembered wrongly once more
+    assert await blind("s1", "s2") == ["s1-7", "s2-5"]
     events = await toy.events()
-    assert [e["stream_version"] for e in events if e["stream_id"] == "s2"] == [1, 2, 3, 4]
-    await toy.assert_store_whole(batches_given_up=1)
-    assert await blind("s2", "s1") == ["s2-5", "s1-7"]  # and the next batch knows nothing wrong
-    await toy.assert_store_whole(batches_given_up=1)
+    assert [e["stream_version"] for e in events if e["stream_id"] == "s2"] == [1, 2, 3, 4, 5]
+    await toy.assert_store_whole(batches_given_up=2)
+    assert await blind("s2", "s1") == ["s2-6", "s1-8"]  # and the next batch knows nothing wrong
+    await toy.assert_store_whole(batches_given_up=2)
 
 
-async def test_appends_after_the_first_of_a_batch_are_written_together(toy, monkeypatch):
+async def test_a_batch_holds_its_appends_back_and_writes_them_with_its_replies(toy, monkeypatch):
     from shared.eventstore import HeldLock
 
     written = []
     write = HeldLock.write_deferred
 
-    async def counted(self, conn):
+    async def counted(self, conn, also=()):
         if self.holds_rows():
-            written.append(len(self._rows[0]))
-        await write(self, conn)
+            written.append((len(self._rows[0]), len(also)))
+        await write(self, conn, also)
 
     monkeypatch.setattr(HeldLock, "write_deferred", counted)
     replies = await toy.together(*(toy.body(stream=f"s{n}", name=f"Phòng {n}", blind=True) for n in range(6)))
     assert all(r.ok for r in replies)
-    assert written == [5]  # the first written at once, to know the head exactly
-    # A command loading a stream that an earlier command of its batch appended to sees it.
+    # The lock was free: the head read with it is exact, and every append waits for the
+    # statement that stores the replies (and moves the checkpoints).
+    assert written == [(6, 2)]
+    # A command loading a stream that an earlier command of its batch appended to sees it:
+    # what is held back is written before the read.
     replies = await toy.together(toy.body(stream="s7", name="a", blind=True), toy.body(stream="s8", name="b"),
                                  toy.body(stream="s8", name="c"))
     assert [r.result["events_before"] for r in replies] == [0, 0, 1]
-    assert written == [5, 1, 1]
+    assert written == [(6, 2), (2, 0), (1, 2)]
+    await toy.assert_store_whole()
+
+
+async def test_a_batch_that_waited_for_the_lock_writes_its_first_append_at_once(toy, monkeypatch):
+    """Another transaction held the append lock as the batch began: what the batch read with
+    the lock may be older than the lock, so its first append is written at once, checked,
+    and the rest held back as usual."""
+    from shared.eventstore import APPEND_LOCK, HeldLock
+
+    written = []
+    write = HeldLock.write_deferred
+
+    async def counted(self, conn, also=()):
+        if self.holds_rows():
+            written.append(len(self._rows[0]))
+        await write(self, conn, also)
+
+    monkeypatch.setattr(HeldLock, "write_deferred", counted)
+    async with toy.pool.acquire() as other:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+        await STORE.append(other, "s0", 0, [ro.DivisionCreated(division_id="s0-1", name="x", kind="division")],
+                           context())
+        batch = asyncio.create_task(toy.together(
+            *(toy.body(stream=f"s{n}", name=f"Phòng {n}", blind=True) for n in (1, 2, 0))))
+        await asyncio.sleep(0.3)
+        assert not batch.done()  # waiting for the lock
+        await tx.commit()
+        replies = await batch
+    assert [r.result["division_id"] for r in replies] == ["s1-1", "s2-1", "s0-2"]
+    assert written == [2]
     await toy.assert_store_whole()
 
 
