@@ -343,11 +343,16 @@ class EventConsumer:
                 log.warning("database unavailable, retrying", queue=self.queue, error=repr(exc))
                 await asyncio.sleep(1.0)
                 continue
-            except _BatchFailed as failed:
-                # Nothing of the batch was kept: each message again on its own, in order.
+            except Exception as exc:  # noqa: BLE001 - a handler, or the batch's own statements
+                # Nothing of the batch was kept: each message again on its own, in order, which
+                # finds the one at fault (a handler's, or one the database cannot store). Given
+                # back to the queue instead, the batch would come back behind later messages.
+                failing = exc.arrival if isinstance(exc, _BatchFailed) else None
+                if failing is None and not isinstance(exc, _BatchFailed):
+                    log.warning("consumer batch failed; applying its messages one by one",
+                                queue=self.queue, error=_short(exc))
                 for arrival, envelope, event in decoded:
-                    await self._handle_one(arrival, envelope, event,
-                                           failures=1 if arrival is failed.arrival else 0)
+                    await self._handle_one(arrival, envelope, event, failures=1 if arrival is failing else 0)
                 return
             for arrival, reason in refused:
                 await self._dead_letter(arrival.message, reason)

@@ -444,6 +444,27 @@ async def test_a_handler_failing_inside_a_batch_costs_only_its_own_message(backl
     assert probe.consumer.largest_batch > 1
 
 
+async def test_a_message_the_database_cannot_store_inside_a_batch_costs_only_its_own(backlog):
+    """A name with a NUL character: the batch's own bookkeeping (the inbox keeps the envelope)
+    fails, not a handler. The batch is undone and applied message by message, in order: the
+    poison is retried and dead-lettered, every other message applied once. (Given back to the
+    queue instead, the batch came back behind later messages, and the stream's later events
+    overtook it: dead-lettered as out of order, found by the fault suite.)"""
+    publish, start = backlog
+    names = [f"Phòng {i}" for i in range(1, 121)]
+    names[60] = "Phòng Nul\u0000"
+    for i, name in enumerate(names, start=1):
+        await publish(envelope(created(name), stream_id="s", version=i))
+    probe = await start()
+    await probe.settled(len(names) - 1, timeout=30)
+    [dead] = await drain_queue(probe.dlq, 1)
+    assert dead.headers["x-wfh-reason"].startswith("handler failed 3 times: UntranslatableCharacterError")
+    rows = await probe.rows()
+    assert [v for _, v, _ in rows] == [v for v in range(1, 121) if v != 61]
+    assert probe.consumer.largest_batch > 1
+    assert await probe.ready_messages() == 0
+
+
 async def test_a_consumer_starts_with_one_message_in_hand(backlog, monkeypatch):
     """After a crash, the messages a consumer held come back: it takes them one at a time
     until one applies that was not a redelivery, then its full prefetch. Seen on the broker
