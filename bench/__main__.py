@@ -180,11 +180,10 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
         if paired is fanout and base_runs:
             figures["baseline_half_rate"] = await fanout.paced(median_run(base_runs)["end_to_end_per_second"] / 2, paced)
         out[name] = figures
-    if baseline_runs and "directory_changes" in out and "paired_with" in out["directory_changes"] \
-            and out["directory_changes"]["paired_with"].startswith("fanout"):
+    fanned = out.get("directory_changes")
+    if baseline_runs and fanned and "baseline_half_rate" in fanned:  # it was paired with the fan-out
         single = median_run(baseline_runs)["end_to_end_per_second"]
-        out["directory_changes"]["ratio_to_one_consumer_baseline"] = round(
-            out["directory_changes"]["saturated"]["end_to_end_per_second"] / single, 2)
+        fanned["ratio_to_one_consumer_baseline"] = round(fanned["saturated"]["end_to_end_per_second"] / single, 2)
     return out
 
 
