@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.auth import AuthenticationError, Identity, TokenVerifier
 from shared.contracts import Envelope, Event
 from shared.eventstore import (
-    AppendContext, ConcurrencyError, EventStore, Folded, FoldedStreams, HeldLock, StreamVersions, together,
+    AppendContext, ConcurrencyError, EventStore, Folded, FoldedStreams, HeldLock, StreamVersions, write_together,
 )
 from shared.observability import get_logger
 from shared.projection import BatchedWrites, BatchingUnavailable, Projection
@@ -592,9 +592,8 @@ class CommandDispatcher:
             ))
         if held is not None:
             await held.write_deferred(conn, writes)
-        elif writes:
-            ctes, args = together(writes)
-            await conn.execute(f"WITH {ctes} SELECT 1", *args)
+        else:
+            await write_together(conn, writes)
         if advance_to is not None:
             await Projection.advance_all(conn, self._projections, advance_to, plain_done=True)
 

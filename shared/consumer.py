@@ -348,7 +348,7 @@ class EventConsumer:
                 # finds the one at fault (a handler's, or one the database cannot store). Given
                 # back to the queue instead, the batch would come back behind later messages.
                 failing = exc.arrival if isinstance(exc, _BatchFailed) else None
-                if failing is None and not isinstance(exc, _BatchFailed):
+                if not isinstance(exc, _BatchFailed):
                     log.warning("consumer batch failed; applying its messages one by one",
                                 queue=self.queue, error=_short(exc))
                 for arrival, envelope, event in decoded:

@@ -184,9 +184,7 @@ class HeldLock:
         arguments) sent in the same statement, one round trip for all; without appends held
         back, in a statement of their own."""
         if self._rows is None:
-            if also:
-                ctes, args = together(also)
-                await conn.execute(f"WITH {ctes} SELECT 1", *args)
+            await write_together(conn, also)
             return
         rows, streams, (position, chain_hash) = self._rows, self._streams, self._chained_to
         self._rows, self._streams, self._chained_to = None, {}, None
@@ -317,6 +315,13 @@ def together(statements: Sequence[tuple[str, Sequence]], after: int = 0) -> tupl
         ctes.append(f"w{i} AS ({_PARAMETER.sub(lambda m, s=shift: f'${int(m[1]) + s}', sql)})")
         args.extend(params)
     return ", ".join(ctes), args
+
+
+async def write_together(conn: asyncpg.Connection, statements: Sequence[tuple[str, Sequence]]) -> None:
+    """`statements` (`together`) in one round trip; none, nothing sent."""
+    if statements:
+        ctes, args = together(statements)
+        await conn.execute(f"WITH {ctes} SELECT 1", *args)
 
 
 def _row_to_envelope(row: asyncpg.Record, source: str) -> Envelope:

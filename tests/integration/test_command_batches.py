@@ -348,7 +348,8 @@ async def test_stream_versions_are_remembered_between_batches_and_a_stale_one_is
     await toy.assert_store_whole(batches_given_up=2)
 
 
-async def test_a_batch_holds_its_appends_back_and_writes_them_with_its_replies(toy, monkeypatch):
+def count_held_writes(monkeypatch) -> list[tuple[int, int]]:
+    """Each write of appends held back: (appends, the caller's statements sent with them)."""
     from shared.eventstore import HeldLock
 
     written = []
@@ -360,6 +361,11 @@ async def test_a_batch_holds_its_appends_back_and_writes_them_with_its_replies(t
         await write(self, conn, also)
 
     monkeypatch.setattr(HeldLock, "write_deferred", counted)
+    return written
+
+
+async def test_a_batch_holds_its_appends_back_and_writes_them_with_its_replies(toy, monkeypatch):
+    written = count_held_writes(monkeypatch)
     replies = await toy.together(*(toy.body(stream=f"s{n}", name=f"Phòng {n}", blind=True) for n in range(6)))
     assert all(r.ok for r in replies)
     # The lock was free: the head read with it is exact, and every append waits for the
@@ -378,17 +384,9 @@ async def test_a_batch_that_waited_for_the_lock_writes_its_first_append_at_once(
     """Another transaction held the append lock as the batch began: what the batch read with
     the lock may be older than the lock, so its first append is written at once, checked,
     and the rest held back as usual."""
-    from shared.eventstore import APPEND_LOCK, HeldLock
+    from shared.eventstore import APPEND_LOCK
 
-    written = []
-    write = HeldLock.write_deferred
-
-    async def counted(self, conn, also=()):
-        if self.holds_rows():
-            written.append(len(self._rows[0]))
-        await write(self, conn, also)
-
-    monkeypatch.setattr(HeldLock, "write_deferred", counted)
+    written = count_held_writes(monkeypatch)
     async with toy.pool.acquire() as other:
         tx = other.transaction()
         await tx.start()
@@ -402,7 +400,7 @@ async def test_a_batch_that_waited_for_the_lock_writes_its_first_append_at_once(
         await tx.commit()
         replies = await batch
     assert [r.result["division_id"] for r in replies] == ["s1-1", "s2-1", "s0-2"]
-    assert written == [2]
+    assert [appends for appends, _ in written] == [2]
     await toy.assert_store_whole()
 
 
