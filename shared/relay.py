@@ -2,14 +2,17 @@
 
 The event store is the outbox: events commit in the same transaction as the decision that
 produced them, and the relay follows `global_position` with a checkpoint. Publishing is
-persistent with publisher confirms, awaited per batch; the checkpoint moves only after every
-confirm of the batch arrived, so a crash republishes (at-least-once) and never skips.
+persistent with publisher confirms; batches follow one another without waiting for the confirms
+of those before, and the checkpoint moves only past batches whose every confirm arrived, so a
+crash republishes (at-least-once) and never skips.
 Only one relay per database publishes at a time (a session advisory lock elects it).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from dataclasses import dataclass
 
 import aio_pika
 import asyncpg
@@ -42,6 +45,21 @@ def envelope_message(envelope: Envelope, headers: dict[str, str]) -> aio_pika.Me
     )
 
 
+@dataclass
+class _Sent:
+    """A batch published whose confirms may still be on their way."""
+
+    up_to: int  # the global position of its last event
+    count: int
+    confirms: asyncio.Future  # the publishes' outcomes, exceptions included
+
+
+def _raise_failed(outcomes: list) -> None:
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -52,6 +70,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_seconds: float = 1.0,
         name: str = "events",
+        max_unconfirmed: int = 2000,
     ) -> None:
         self._database_url = database_url
         self._channel = channel
@@ -66,48 +85,87 @@ class OutboxRelay:
         # The checkpoint as this relay last read or wrote it, on the connection it holds the
         # relay lock with: no other relay moves it meanwhile, so it is not read again.
         self._checkpoint: tuple[asyncpg.Connection, int] | None = None
+        self._max_unconfirmed = max_unconfirmed
 
     async def run(self) -> None:
         """Publish forever: elected by advisory lock, woken by NOTIFY, polling as a fallback."""
         while True:
             conn: asyncpg.Connection | None = None
+            unconfirmed: deque[_Sent] = deque()
             try:
                 conn = await asyncpg.connect(self._database_url)
                 while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
                     await asyncio.sleep(self._poll_seconds)
+                # A checkpoint lost with a crash of the database only has events published
+                # again (consumers drop copies): its writes need not wait for the disk.
+                await conn.execute("SET synchronous_commit = off")
                 self._checkpoint = None
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
                 exchange = await self._channel.get_exchange(self._exchange_name, ensure=False)
-                while True:
-                    self._wake.clear()
-                    if await self.publish_batch(conn, exchange) == 0:
-                        try:
-                            await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
-                        except TimeoutError:
-                            pass
+                await self._follow(conn, exchange, unconfirmed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database gone: resume from the checkpoint
                 log.warning("relay interrupted, resuming", error=repr(exc))
                 await asyncio.sleep(min(self._poll_seconds, 1.0))
             finally:
+                for sent in unconfirmed:
+                    sent.confirms.cancel()
                 if conn is not None and not conn.is_closed():
                     conn.terminate()
 
+    async def _follow(self, conn: asyncpg.Connection, exchange, unconfirmed: deque[_Sent]) -> None:
+        """Publish each batch as soon as it is read, without waiting for the confirms of the
+        batches before it (a confirm comes back once RabbitMQ has written the message: a round
+        the events behind would otherwise wait for). The checkpoint follows the batches
+        confirmed, in order, written after the next read."""
+        checkpoint = await self._read_checkpoint(conn)
+        published, in_flight = checkpoint, 0
+        more = True  # there may be events to read: at the start, after a NOTIFY, a full batch, a poll
+        while True:
+            if self._wake.is_set():
+                self._wake.clear()
+                more = True
+            while unconfirmed and unconfirmed[0].confirms.done():
+                sent = unconfirmed.popleft()
+                _raise_failed(sent.confirms.result())  # the caller resumes from the checkpoint
+                checkpoint, in_flight = sent.up_to, in_flight - sent.count
+                self.published += sent.count
+            full = in_flight >= self._max_unconfirmed
+            if more and not full:
+                envelopes = await self._store.read_all(conn, published, self._batch_size)
+                more = len(envelopes) == self._batch_size
+                if envelopes:
+                    unconfirmed.append(sent := self._publish(exchange, envelopes))
+                    published, in_flight = sent.up_to, in_flight + sent.count
+                    full = in_flight >= self._max_unconfirmed
+            if checkpoint > self._checkpoint[1]:
+                await self._write_checkpoint(conn, checkpoint)
+            elif not more or full:
+                woken = asyncio.ensure_future(self._wake.wait())
+                waits = [woken, unconfirmed[0].confirms] if unconfirmed else [woken]
+                done, _ = await asyncio.wait(waits, timeout=self._poll_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if not done:
+                    more = True  # the fallback for a NOTIFY missed
+
     async def publish_batch(self, conn: asyncpg.Connection, exchange=None) -> int:
+        """One step on its own: publish the next batch, await its confirms, move the checkpoint."""
         if exchange is None:
             exchange = await self._channel.get_exchange(self._exchange_name, ensure=False)
-        if self._checkpoint is not None and self._checkpoint[0] is conn:
-            checkpoint = self._checkpoint[1]
-        else:
-            checkpoint = await conn.fetchval(
-                "SELECT coalesce((SELECT position FROM relay_checkpoint WHERE relay = $1), 0)",
-                self._name,
-            )
-            self._checkpoint = (conn, checkpoint)
+        checkpoint = await self._read_checkpoint(conn)
         envelopes = await self._store.read_all(conn, checkpoint, self._batch_size)
         if not envelopes:
             return 0
+        sent = self._publish(exchange, envelopes)
+        _raise_failed(await sent.confirms)
+        await self._write_checkpoint(conn, sent.up_to)
+        self.published += sent.count
+        return sent.count
+
+    def _publish(self, exchange, envelopes: list[Envelope]) -> _Sent:
+        """Publish `envelopes` in order (one channel keeps it) and gather their confirms."""
         confirms = []
         for env in envelopes:
             parent = propagate.extract(env.trace_context)
@@ -122,17 +180,26 @@ class OutboxRelay:
                 headers: dict[str, str] = {}
                 propagate.inject(headers, context=trace.set_span_in_context(span, parent))
                 confirms.append(exchange.publish(envelope_message(env, headers), routing_key=env.routing_key))
-        # Confirms awaited together: a batch costs one round of waiting, not one per event.
-        await asyncio.gather(*confirms)
+        return _Sent(envelopes[-1].global_position, len(envelopes),
+                     asyncio.gather(*confirms, return_exceptions=True))
+
+    async def _read_checkpoint(self, conn: asyncpg.Connection) -> int:
+        if self._checkpoint is None or self._checkpoint[0] is not conn:
+            position = await conn.fetchval(
+                "SELECT coalesce((SELECT position FROM relay_checkpoint WHERE relay = $1), 0)",
+                self._name,
+            )
+            self._checkpoint = (conn, position)
+        return self._checkpoint[1]
+
+    async def _write_checkpoint(self, conn: asyncpg.Connection, position: int) -> None:
         await conn.execute(
             "INSERT INTO relay_checkpoint (relay, position) VALUES ($1, $2) "
             "ON CONFLICT (relay) DO UPDATE SET position = EXCLUDED.position",
             self._name,
-            envelopes[-1].global_position,
+            position,
         )
-        self._checkpoint = (conn, envelopes[-1].global_position)
-        self.published += len(envelopes)
-        return len(envelopes)
+        self._checkpoint = (conn, position)
 
     async def lag(self, conn: asyncpg.Connection) -> int:
         head = await self._store.head_position(conn)

@@ -181,19 +181,19 @@ async def test_a_rolled_back_append_is_never_published(system, world):
 # --- (b) crash and resume ----------------------------------------------------------------
 
 
-class PacedRelay(OutboxRelay):
-    """A relay slowed down between batches so a test can kill it part-way through a backlog."""
+class PacedStore(EventStore):
+    """A store read slowly, so a test can kill its relay part-way through a backlog."""
 
-    async def publish_batch(self, conn, exchange=None) -> int:
+    async def read_all(self, conn, after_position: int = 0, limit: int = 1000):
         await asyncio.sleep(0.03)
-        return await super().publish_batch(conn, exchange)
+        return await super().read_all(conn, after_position, limit)
 
 
 async def test_relay_killed_part_way_resumes_from_its_checkpoint(system, world):
     url, channel, conn = world
     expected = await backlog(url, streams=3, per_stream=30)  # 90 events
     async with Tap(system.namespace) as tap:
-        first = PacedRelay(url, channel, f"{system.namespace}.events", STORE, batch_size=7, poll_seconds=0.05)
+        first = OutboxRelay(url, channel, f"{system.namespace}.events", PacedStore("roster"), batch_size=7, poll_seconds=0.05)
         task = asyncio.create_task(first.run())
         await tap.wait_for(20)
         task.cancel()
@@ -272,6 +272,57 @@ async def test_broker_failure_mid_batch_republishes_the_batch_and_skips_nothing(
     assert_at_least_once_in_order(envelopes, expected, restarts=1)
 
 
+class SlowConfirms:
+    """A channel whose exchange's first `held` publishes reach RabbitMQ at once but report their
+    confirm only when `release` is set, as a broker slow to confirm does."""
+
+    def __init__(self, channel, held: int) -> None:
+        self._channel, self._held = channel, held
+        self.release = asyncio.Event()
+
+    async def get_exchange(self, name, ensure=False):
+        exchange, outer = await self._channel.get_exchange(name, ensure=ensure), self
+
+        class Exchange:
+            async def publish(self, message, routing_key, **kw):
+                outer._held -= 1
+                slow = outer._held >= 0
+                confirm = await exchange.publish(message, routing_key=routing_key, **kw)
+                if slow:
+                    await outer.release.wait()
+                return confirm
+
+        return Exchange()
+
+
+async def test_a_slow_confirm_holds_the_checkpoint_back_but_not_the_events_behind(system, world):
+    """Batches follow one another without waiting for the confirms of those before (the events
+    behind are published at once), and the checkpoint moves only past batches whose every
+    confirm arrived, in order."""
+    url, channel, conn = world
+    slow = SlowConfirms(channel, held=1)
+    relay = OutboxRelay(url, slow, f"{system.namespace}.events", STORE, poll_seconds=0.05)
+    async with Tap(system.namespace) as tap:
+        task = asyncio.create_task(relay.run())
+        try:
+            [first] = await append_committed(url, "first", 0, [division("first")])
+            await tap.wait_for(1)
+            later = await backlog_more(url, streams=2, start=0, count=3)  # 6 events, 6 commits
+            await tap.wait_for(7)
+            await asyncio.sleep(0.2)
+            # Published, and confirmed, but behind a batch still unconfirmed: not checkpointed.
+            assert await checkpoint(conn) == 0
+            assert relay.published == 0
+            slow.release.set()
+            await eventually(lambda: _checkpoint_is(conn, 7), what="the checkpoint past every batch")
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert tap.event_ids() == [str(first.event_id), *later]  # once each, in commit order
+    assert relay.published == 7
+
+
 async def test_relay_recovers_by_itself_when_the_broker_drops_its_connection(system, world):
     """The runtime's relay uses a robust connection: when RabbitMQ closes it, the relay
     resumes from its checkpoint once the connection is back, with no help."""
@@ -280,9 +331,9 @@ async def test_relay_recovers_by_itself_when_the_broker_drops_its_connection(sys
     connection = await aio_pika.connect_robust(
         AMQP_URL, client_properties={"connection_name": name}, reconnect_interval=1
     )
-    relay = PacedRelay(
+    relay = OutboxRelay(
         url, await connection.channel(publisher_confirms=True), f"{system.namespace}.events",
-        STORE, batch_size=5, poll_seconds=0.05,
+        PacedStore("roster"), batch_size=5, poll_seconds=0.05,
     )
     expected = await backlog(url, streams=2, per_stream=20)  # 40 events
     async with Tap(system.namespace) as tap:
