@@ -7,6 +7,7 @@ development tokens with a local key pair.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,15 +35,35 @@ class Identity:
 
 
 class TokenVerifier:
-    def __init__(self, public_key_pem: bytes, issuer: str) -> None:
+    """Verifies tokens. A frontend sends the same token with each of its user's commands until
+    it expires: a token verified is remembered (the last `remembered` ones) with its expiry, so
+    each is checked against its signature once, and every later use only against the clock."""
+
+    def __init__(self, public_key_pem: bytes, issuer: str, remembered: int = 4096) -> None:
         self._key = serialization.load_pem_public_key(public_key_pem) if public_key_pem else None
         self._issuer = issuer
+        self._remembered = remembered
+        self._verified: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
 
     def verify(self, token: str | None) -> Identity:
         if self._key is None:
             raise AuthenticationError("service has no public key configured: every token refused")
         if not token:
             raise AuthenticationError("no token")
+        if (known := self._verified.get(token)) is not None:
+            identity, expires = known
+            if time.time() < expires:
+                self._verified.move_to_end(token)
+                return identity
+            del self._verified[token]
+            raise AuthenticationError("token expired")
+        identity, expires = self._decode(token)
+        self._verified[token] = (identity, expires)
+        if len(self._verified) > self._remembered:
+            self._verified.popitem(last=False)
+        return identity
+
+    def _decode(self, token: str) -> tuple[Identity, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -60,7 +81,7 @@ class TokenVerifier:
             person_id=str(claims["sub"]),
             tenant=str(claims["tenant"]),
             scopes=frozenset(str(claims.get("scope", "")).split()),
-        )
+        ), float(claims["exp"])
 
 
 @dataclass(frozen=True)

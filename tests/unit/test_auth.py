@@ -135,3 +135,49 @@ def test_load_or_create_keeps_the_same_key(tmp_path):
     assert path.with_suffix(".pub.pem").read_bytes() == first.public_key_pem
     verifier = TokenVerifier(path.with_suffix(".pub.pem").read_bytes(), first.issuer)
     assert verifier.verify(again.mint("nv-an", TENANT)).person_id == "nv-an"
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[str]:
+    """The tokens whose signature was checked (jwt.decode called), in order."""
+    calls: list[str] = []
+    real = jwt.decode
+
+    def counting(token, *args, **kw):
+        calls.append(token)
+        return real(token, *args, **kw)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return calls
+
+
+def test_a_token_is_checked_once_then_only_against_the_clock(idp, decodes, monkeypatch):
+    verifier = TokenVerifier(idp.public_key_pem, idp.issuer)
+    token = idp.mint("nv-an", TENANT, ttl_seconds=60)
+    first = verifier.verify(token)
+    assert verifier.verify(token) == first == verifier.verify(token)
+    assert decodes == [token]
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(AuthenticationError, match="expired"):
+        verifier.verify(token)
+    assert decodes == [token]  # refused by the clock alone, at the expiry the token carried
+
+
+def test_a_refused_token_is_not_remembered(idp, decodes):
+    verifier = TokenVerifier(idp.public_key_pem, idp.issuer)
+    forged = DevIdentityProvider(Ed25519PrivateKey.generate(), idp.issuer).mint("nv-an", TENANT)
+    for _ in range(2):
+        with pytest.raises(AuthenticationError, match="refused"):
+            verifier.verify(forged)
+    assert decodes == [forged, forged]
+
+
+def test_only_the_last_tokens_used_are_remembered(idp, decodes):
+    verifier = TokenVerifier(idp.public_key_pem, idp.issuer, remembered=2)
+    a, b, c = (idp.mint(p, TENANT) for p in ("nv-a", "nv-b", "nv-c"))
+    for token in (a, b, a, c):  # c pushes out b, the least recently used
+        verifier.verify(token)
+    assert decodes == [a, b, c]
+    assert verifier.verify(a).person_id == "nv-a" and verifier.verify(b).person_id == "nv-b"
+    assert decodes == [a, b, c, b]
