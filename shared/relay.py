@@ -21,6 +21,7 @@ from opentelemetry import propagate, trace
 from shared.contracts import Envelope
 from shared.eventstore import NOTIFY_CHANNEL, EventStore
 from shared.observability import get_logger
+from shared.settings import DATABASE_SESSION
 
 RELAY_LOCK = 7_0002
 log = get_logger("wfh.relay")
@@ -93,7 +94,7 @@ class OutboxRelay:
             conn: asyncpg.Connection | None = None
             unconfirmed: deque[_Sent] = deque()
             try:
-                conn = await asyncpg.connect(self._database_url)
+                conn = await asyncpg.connect(self._database_url, server_settings=DATABASE_SESSION)
                 while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
                     await asyncio.sleep(self._poll_seconds)
                 # A checkpoint lost with a crash of the database only has events published

@@ -28,7 +28,7 @@ from shared.observability import configure_logging, consume_spans, get_logger, t
 from shared.projection import Projection
 from shared.relay import OutboxRelay
 from shared.republish import republish_router
-from shared.settings import Settings
+from shared.settings import DATABASE_SESSION, Settings
 
 log = get_logger("wfh.runtime")
 
@@ -81,6 +81,7 @@ class ServiceRuntime:
         await self.migrate()
         self.pool = await asyncpg.create_pool(
             settings.database_url, min_size=1, max_size=8, reset=_nothing_to_reset,
+            server_settings=DATABASE_SESSION,
         )
         self._connection = await aio_pika.connect_robust(settings.amqp_url)
         channel = await self._connection.channel(publisher_confirms=True)

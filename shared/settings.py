@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+# The services' own database sessions (their pool, the relay's connection). Each statement is
+# planned with its parameters and the tables as they are now: the tables a service reads
+# while it decides (command replies, the directory, the store's head) start empty and grow fast
+# with the morning's burst, and a generic plan cached while they were tiny (a sequential scan)
+# would be kept for the prepared statement's life, under the append lock. Planning each time
+# costs less than one such scan.
+DATABASE_SESSION = {"plan_cache_mode": "force_custom_plan"}
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
