@@ -94,12 +94,12 @@ class OutboxRelay:
             conn: asyncpg.Connection | None = None
             unconfirmed: deque[_Sent] = deque()
             try:
-                conn = await asyncpg.connect(self._database_url, server_settings=DATABASE_SESSION)
-                while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
-                    await asyncio.sleep(self._poll_seconds)
                 # A checkpoint lost with a crash of the database only has events published
                 # again (consumers drop copies): its writes need not wait for the disk.
-                await conn.execute("SET synchronous_commit = off")
+                conn = await asyncpg.connect(self._database_url, server_settings={
+                    **DATABASE_SESSION, "synchronous_commit": "off"})
+                while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
+                    await asyncio.sleep(self._poll_seconds)
                 self._checkpoint = None
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
                 exchange = await self._channel.get_exchange(self._exchange_name, ensure=False)
