@@ -3,7 +3,7 @@ table that was tiny when a statement was first prepared (a service's first minut
 morning's burst) must not keep it scanning the whole table, under the append lock, once
 thousands of rows came in."""
 
-from datetime import datetime
+from datetime import datetime, time
 
 import asyncpg
 import pytest
@@ -31,7 +31,7 @@ async def declare(system, person: str) -> None:
 
 
 async def test_the_stored_replies_are_read_by_key_after_the_table_grew_fast(system, monkeypatch):
-    FixedClock(monkeypatch, datetime(MONDAY.year, MONDAY.month, MONDAY.day, 7, 5, tzinfo=LOCAL_TZ))
+    FixedClock(monkeypatch, datetime.combine(MONDAY, time(7, 5), LOCAL_TZ))
     runtime = await system.start(definition())
     await roster_department(system)
     early, late = STAFF[:8], STAFF[8:13]
