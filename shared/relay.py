@@ -6,15 +6,23 @@ persistent with publisher confirms; batches follow one another without waiting f
 of those before, and the checkpoint moves only past batches whose every confirm arrived, so a
 crash republishes (at-least-once) and never skips.
 Only one relay per database publishes at a time (a session advisory lock elects it).
+
+A relay session publishes on one AMQP channel, the one open when it began, never on the channel
+a robust connection reopens after a drop: aio-pika's publish on a robust channel waits for the
+reopened one, so publishes pending across the drop would land there after events that follow
+them (a stream's events first seen out of order). A closed channel fails every publish after
+it, and the next session starts again from the checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import aio_pika
+import aiormq
 import asyncpg
 from opentelemetry import propagate, trace
 
@@ -43,6 +51,20 @@ def envelope_message(envelope: Envelope, headers: dict[str, str]) -> aio_pika.Me
             "tenant": envelope.tenant,
             **headers,
         },
+    )
+
+
+def publish_envelope(
+    channel: aiormq.abc.AbstractChannel, exchange_name: str, envelope: Envelope,
+    routing_key: str, headers: dict[str, str],
+) -> Awaitable:
+    """Publish on this very channel (see the module's note); its confirm is awaited apart.
+    Not mandatory: an event no queue is bound to is kept by its store, and a mandatory message
+    routed nowhere would come back whole as a basic.return."""
+    message = envelope_message(envelope, headers)
+    return channel.basic_publish(
+        message.body, exchange=exchange_name, routing_key=routing_key,
+        properties=message.properties, mandatory=False,
     )
 
 
@@ -102,8 +124,8 @@ class OutboxRelay:
                     await asyncio.sleep(self._poll_seconds)
                 self._checkpoint = None
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-                exchange = await self._channel.get_exchange(self._exchange_name, ensure=False)
-                await self._follow(conn, exchange, unconfirmed)
+                channel = await self._channel.get_underlay_channel()
+                await self._follow(conn, channel, unconfirmed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database gone: resume from the checkpoint
@@ -115,7 +137,9 @@ class OutboxRelay:
                 if conn is not None and not conn.is_closed():
                     conn.terminate()
 
-    async def _follow(self, conn: asyncpg.Connection, exchange, unconfirmed: deque[_Sent]) -> None:
+    async def _follow(
+        self, conn: asyncpg.Connection, channel: aiormq.abc.AbstractChannel, unconfirmed: deque[_Sent],
+    ) -> None:
         """Publish each batch as soon as it is read, without waiting for the confirms of the
         batches before it (a confirm comes back once RabbitMQ has written the message: a round
         the events behind would otherwise wait for). The checkpoint follows the batches
@@ -137,7 +161,7 @@ class OutboxRelay:
                 envelopes = await self._store.read_all(conn, published, self._batch_size)
                 more = len(envelopes) == self._batch_size
                 if envelopes:
-                    unconfirmed.append(sent := self._publish(exchange, envelopes))
+                    unconfirmed.append(sent := self._publish(channel, envelopes))
                     published, in_flight = sent.up_to, in_flight + sent.count
                     full = in_flight >= self._max_unconfirmed
             if checkpoint > self._checkpoint[1]:
@@ -151,21 +175,21 @@ class OutboxRelay:
                 if not done:
                     more = True  # the fallback for a NOTIFY missed
 
-    async def publish_batch(self, conn: asyncpg.Connection, exchange=None) -> int:
+    async def publish_batch(self, conn: asyncpg.Connection, channel: aiormq.abc.AbstractChannel | None = None) -> int:
         """One step on its own: publish the next batch, await its confirms, move the checkpoint."""
-        if exchange is None:
-            exchange = await self._channel.get_exchange(self._exchange_name, ensure=False)
+        if channel is None:
+            channel = await self._channel.get_underlay_channel()
         checkpoint = await self._read_checkpoint(conn)
         envelopes = await self._store.read_all(conn, checkpoint, self._batch_size)
         if not envelopes:
             return 0
-        sent = self._publish(exchange, envelopes)
+        sent = self._publish(channel, envelopes)
         _raise_failed(await sent.confirms)
         await self._write_checkpoint(conn, sent.up_to)
         self.published += sent.count
         return sent.count
 
-    def _publish(self, exchange, envelopes: list[Envelope]) -> _Sent:
+    def _publish(self, channel: aiormq.abc.AbstractChannel, envelopes: list[Envelope]) -> _Sent:
         """Publish `envelopes` in order (one channel keeps it) and gather their confirms."""
         confirms = []
         for env in envelopes:
@@ -180,7 +204,7 @@ class OutboxRelay:
             ) as span:
                 headers: dict[str, str] = {}
                 propagate.inject(headers, context=trace.set_span_in_context(span, parent))
-                confirms.append(exchange.publish(envelope_message(env, headers), routing_key=env.routing_key))
+                confirms.append(publish_envelope(channel, self._exchange_name, env, env.routing_key, headers))
         return _Sent(envelopes[-1].global_position, len(envelopes),
                      asyncio.gather(*confirms, return_exceptions=True))
 

@@ -18,7 +18,7 @@ import aio_pika
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.commands import CommandRouter, Forbidden, UnitOfWork
-from shared.relay import envelope_message
+from shared.relay import publish_envelope
 from shared.topology import replay_routing_key
 
 MAX_BATCH = 20_000
@@ -48,10 +48,11 @@ def republish_router(
             )
         envelopes = await uow.store.read_all(uow.conn, cmd.from_position, cmd.limit)
         head = await uow.store.head_position(uow.conn)
-        exchange = await channel().get_exchange(exchange_name, ensure=False)
-        # Confirms awaited together, as the relay does: one round of waiting per call.
+        # On one AMQP channel, as the relay does, so a drop fails the rest of the call rather
+        # than sending it on the reopened channel out of order; confirms awaited together.
+        underlay = await channel().get_underlay_channel()
         await asyncio.gather(*(
-            exchange.publish(envelope_message(env, {}), routing_key=replay_routing_key(cmd.target, env.routing_key))
+            publish_envelope(underlay, exchange_name, env, replay_routing_key(cmd.target, env.routing_key), {})
             for env in envelopes
         ))
         last = envelopes[-1].global_position if envelopes else cmd.from_position

@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import aio_pika
+import aiormq
 import asyncpg
 import pytest
 
@@ -230,18 +231,18 @@ async def _is_zero(awaitable) -> bool:
     return (await awaitable) == 0
 
 
-class FailingExchange:
+class FailingChannel:
     """The broker goes away in the middle of a batch: the first `ok` publishes get through,
     every later one fails."""
 
-    def __init__(self, exchange, ok: int) -> None:
-        self._exchange, self._ok, self.attempts = exchange, ok, 0
+    def __init__(self, channel, ok: int) -> None:
+        self._channel, self._ok, self.attempts = channel, ok, 0
 
-    async def publish(self, message, routing_key, **kw):
+    async def basic_publish(self, body, **kw):
         self.attempts += 1
         if self.attempts > self._ok:
             raise ConnectionResetError("broker connection lost")
-        return await self._exchange.publish(message, routing_key=routing_key, **kw)
+        return await self._channel.basic_publish(body, **kw)
 
 
 async def test_broker_failure_mid_batch_republishes_the_batch_and_skips_nothing(system, world):
@@ -252,9 +253,9 @@ async def test_broker_failure_mid_batch_republishes_the_batch_and_skips_nothing(
     try:
         async with Tap(system.namespace) as tap:
             assert await relay.publish_batch(relay_conn) == 8
-            exchange = await channel.get_exchange(f"{system.namespace}.events", ensure=False)
+            underlay = await channel.get_underlay_channel()
             with pytest.raises(ConnectionResetError):
-                await relay.publish_batch(relay_conn, FailingExchange(exchange, ok=3))
+                await relay.publish_batch(relay_conn, FailingChannel(underlay, ok=3))
             # Confirms of the batch never all arrived: the checkpoint did not move.
             assert await checkpoint(conn) == 8
             await tap.wait_for(11)
@@ -273,26 +274,26 @@ async def test_broker_failure_mid_batch_republishes_the_batch_and_skips_nothing(
 
 
 class SlowConfirms:
-    """A channel whose exchange's first `held` publishes reach RabbitMQ at once but report their
-    confirm only when `release` is set, as a broker slow to confirm does."""
+    """A channel whose first `held` publishes reach RabbitMQ at once but report their confirm
+    only when `release` is set, as a broker slow to confirm does."""
 
     def __init__(self, channel, held: int) -> None:
         self._channel, self._held = channel, held
         self.release = asyncio.Event()
 
-    async def get_exchange(self, name, ensure=False):
-        exchange, outer = await self._channel.get_exchange(name, ensure=ensure), self
+    async def get_underlay_channel(self):
+        underlay, outer = await self._channel.get_underlay_channel(), self
 
-        class Exchange:
-            async def publish(self, message, routing_key, **kw):
+        class Channel:
+            async def basic_publish(self, body, **kw):
                 outer._held -= 1
                 slow = outer._held >= 0
-                confirm = await exchange.publish(message, routing_key=routing_key, **kw)
+                confirm = await underlay.basic_publish(body, **kw)
                 if slow:
                     await outer.release.wait()
                 return confirm
 
-        return Exchange()
+        return Channel()
 
 
 async def test_a_slow_confirm_holds_the_checkpoint_back_but_not_the_events_behind(system, world):
@@ -358,6 +359,43 @@ async def test_relay_recovers_by_itself_when_the_broker_drops_its_connection(sys
         envelopes = tap.envelopes
     assert await checkpoint(conn) == 50
     assert_at_least_once_in_order(envelopes, expected + more, restarts=1)
+
+
+async def test_a_publish_after_the_broker_dropped_the_channel_fails_instead_of_waiting(system, world):
+    """A batch published on the channel of a session the broker has since closed fails, and
+    none of it lands on the channel the robust connection reopened: landing there, behind
+    the batches published after it, it would reach consumers out of order."""
+    url, _, conn = world
+    name = f"relay-under-test-{uuid.uuid4().hex[:8]}"
+    connection = await aio_pika.connect_robust(
+        AMQP_URL, client_properties={"connection_name": name}, reconnect_interval=0.2
+    )
+    channel = await connection.channel(publisher_confirms=True)
+    relay = OutboxRelay(url, channel, f"{system.namespace}.events", STORE, batch_size=5)
+    relay_conn = await asyncpg.connect(url)
+    await backlog(url, streams=1, per_stream=3)
+    try:
+        async with Tap(system.namespace) as tap:
+            session_channel = await channel.get_underlay_channel()
+            await asyncio.to_thread(_close_broker_connection, name)
+            await eventually(lambda: session_channel.is_closed, what="the session's channel closed")
+            await eventually(lambda: _reopened(channel, session_channel), timeout=5,
+                             what="the robust connection's channel reopened")
+            with pytest.raises(aiormq.exceptions.ChannelInvalidStateError):
+                await relay.publish_batch(relay_conn, session_channel)
+            assert await checkpoint(conn) == 0
+            await asyncio.sleep(0.3)  # give a wrongly published message time to arrive
+            assert tap.event_ids() == []
+            assert await relay.publish_batch(relay_conn) == 3  # the next session's channel
+            await tap.wait_for(3)
+    finally:
+        await relay_conn.close()
+        await connection.close()
+
+
+async def _reopened(channel, closed) -> bool:
+    underlay = await channel.get_underlay_channel()
+    return underlay is not closed and not underlay.is_closed
 
 
 async def _checkpoint_is(conn, position: int) -> bool:
