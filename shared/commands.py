@@ -312,6 +312,9 @@ class CommandDispatcher:
         self._schema = None  # what `BatchedWrites` needs of the database's tables, read once
         self._versions = StreamVersions()
         self._folds = FoldedStreams()
+        # Told the events of each transaction that committed, in position order (the relay's
+        # `offer`: it publishes them without reading them back).
+        self.on_committed: Callable[[list[Envelope]], None] | None = None
         self.batches = 0  # transactions that decided commands (one or many)
         self.batched = 0  # commands those transactions decided
         self.batches_given_up = 0
@@ -452,6 +455,7 @@ class CommandDispatcher:
                             ok=True, command_id=request.command_id, result=_jsonable(result)
                         )
                         await self._store_replies(conn, [(accepted, reply)], uow.advance_to)
+                    self._committed(uow.appended)
                     return reply
                 except DomainError as exc:
                     reply = _domain_failure(request.command_id, exc)
@@ -473,15 +477,17 @@ class CommandDispatcher:
         replies: list[Reply | None] = [None] * len(commands)
         first_of: dict[uuid.UUID, int] = {}
         held = HeldLock(known=self._versions)
+        appended: list[Envelope] = []
         # The batch's own statements in the first command's trace, each command's in its own.
         with _within(commands[0]):
             try:
                 async with self._pool().acquire() as conn, conn.transaction():
-                    await self._decide_batch(conn, held, commands, replies, first_of)
+                    await self._decide_batch(conn, held, commands, replies, first_of, appended)
             except BaseException:
                 self._versions.forget()
                 raise
         self._versions.committed(held)
+        self._committed(appended)
         for i, accepted in enumerate(commands):
             if replies[i] is None:
                 first = first_of[accepted.request.command_id]
@@ -489,7 +495,7 @@ class CommandDispatcher:
         return replies
 
     async def _decide_batch(self, conn, held: HeldLock, commands: Sequence[Accepted], replies: list,
-                            first_of: dict) -> None:
+                            first_of: dict, appended: list[Envelope]) -> None:
         """The batch's commands in `conn`'s transaction; the copies sent twice are left to the caller."""
         if self._has_directory is None:
             self._has_directory = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", _DIRECTORY)
@@ -525,7 +531,8 @@ class CommandDispatcher:
         held.defer = True  # the appends too are written together (`HeldLock.write_deferred`)
         for i in fresh:
             with _within(commands[i]):
-                replies[i], position = await self._decide_in_batch(conn, commands[i], held, actors, deferred)
+                replies[i], position = await self._decide_in_batch(conn, commands[i], held, actors, deferred,
+                                                                   appended)
             if position is not None:
                 advance_to = max(advance_to or 0, position)
         await deferred.flush()
@@ -538,7 +545,7 @@ class CommandDispatcher:
         )
 
     async def _decide_in_batch(self, conn, accepted: Accepted, held: HeldLock, actors: dict | None,
-                               deferred: BatchedWrites) -> tuple[Reply, int | None]:
+                               deferred: BatchedWrites, appended: list[Envelope]) -> tuple[Reply, int | None]:
         """One command of a batch; raises `_BatchAbandoned` where the batch cannot go on."""
         request = accepted.request
         for attempt in range(CONFLICT_RETRIES):
@@ -559,8 +566,13 @@ class CommandDispatcher:
                 continue
             except Exception as exc:
                 raise _BatchAbandoned(f"{type(exc).__name__}: {exc}") from exc
+            appended.extend(uow.appended)
             return Reply(ok=True, command_id=request.command_id, result=_jsonable(result)), uow.advance_to
         return _conflict(request), None
+
+    def _committed(self, appended: list[Envelope]) -> None:
+        if appended and self.on_committed is not None:
+            self.on_committed(appended)
 
     async def _stored_replies(self, conn, command_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
         return _stored_rows(await conn.fetchval(f"SELECT {_STORED_REPLIES.format(ids='$1')}", command_ids))

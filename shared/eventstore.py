@@ -25,6 +25,7 @@ from shared import chain
 from shared.contracts import Envelope, Event
 
 APPEND_LOCK = 7_0001  # advisory lock key serialising position assignment
+# Every append notifies this channel at commit, with the position of its last event as payload.
 NOTIFY_CHANNEL = "events_appended"
 
 
@@ -267,7 +268,8 @@ _UNNEST = (
 )
 _INSERT = (
     f"WITH appended AS (INSERT INTO events ({_COLUMNS}, chain_hash) {_UNNEST} RETURNING 1) "
-    f"SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM (SELECT count(*) FROM appended) AS done"
+    f"SELECT pg_notify('{NOTIFY_CHANNEL}', (SELECT max(p) FROM unnest($1::bigint[]) AS p)::text) "
+    "FROM (SELECT count(*) FROM appended) AS done"
 )
 # Under a held lock: inserts only if the stream is at the expected version ($16) and the head
 # is still the one the hashes were chained to ($17, $18); says which, and notifies the relay.
@@ -281,7 +283,7 @@ _GUARDED_INSERT = (
     f"appended AS (INSERT INTO events ({_COLUMNS}, chain_hash) {_UNNEST} AS rows "
     "WHERE (SELECT version = $16 AND head_ok FROM checks) RETURNING 1) "
     "SELECT c.version, c.head_ok, (SELECT count(*) FROM appended) AS appended, "
-    f"pg_notify('{NOTIFY_CHANNEL}', '') FROM checks AS c"
+    f"pg_notify('{NOTIFY_CHANNEL}', (SELECT max(p) FROM unnest($1::bigint[]) AS p)::text) FROM checks AS c"
 )
 
 
@@ -300,7 +302,7 @@ _DEFERRED_CTES = (
 )
 _DEFERRED_RESULT = (
     "SELECT (SELECT ok FROM checks) AS ok, (SELECT count(*) FROM appended) AS appended, "
-    f"pg_notify('{NOTIFY_CHANNEL}', '')"
+    f"pg_notify('{NOTIFY_CHANNEL}', (SELECT max(p) FROM unnest($1::bigint[]) AS p)::text)"
 )
 _PARAMETER = re.compile(r"\$(\d+)")
 

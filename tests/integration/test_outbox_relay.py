@@ -426,6 +426,126 @@ def _close_broker_connection(connection_name: str) -> None:
         )
 
 
+# --- (c) events offered by the process that committed them ---------------------------------
+
+
+class CountingStore(EventStore):
+    """A store that counts the relay's reads of it."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source)
+        self.reads = 0
+
+    async def read_all(self, conn, after_position: int = 0, limit: int = 1000):
+        self.reads += 1
+        return await super().read_all(conn, after_position, limit)
+
+
+class LateNotifications(OutboxRelay):
+    """A relay whose notifications arrive `late` seconds after the commit (as they may on a busy
+    machine), so a test decides what reaches it first; it counts its checkpoint writes."""
+
+    def __init__(self, *args, late: float = 0.0, **kw) -> None:
+        super().__init__(*args, **kw)
+        self._late = late
+        self.checkpoint_writes = 0
+
+    def _on_notify(self, *args) -> None:
+        asyncio.get_running_loop().call_later(self._late, super()._on_notify, *args)
+
+    async def _write_checkpoint(self, conn, position: int) -> None:
+        self.checkpoint_writes += 1
+        await super()._write_checkpoint(conn, position)
+
+    @property
+    def following(self) -> bool:
+        return self._following
+
+
+async def _running(relay: OutboxRelay) -> asyncio.Task:
+    task = asyncio.create_task(relay.run())
+    await eventually(lambda: relay.following, what="the relay elected")
+    return task
+
+
+async def _stopped(task: asyncio.Task) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_events_offered_after_their_commit_are_published_without_reading_them(system, world):
+    """What a process commits and offers at once follows what the relay published: it goes
+    out from memory, in commit order, and the notifications arriving later find nothing to
+    read."""
+    url, channel, conn = world
+    store = CountingStore("roster")
+    relay = LateNotifications(url, channel, f"{system.namespace}.events", store, poll_seconds=30, late=0.5)
+    async with Tap(system.namespace) as tap:
+        task = await _running(relay)
+        try:
+            await eventually(lambda: store.reads == 1, what="the relay's first read")
+            expected = []
+            for v in range(3):
+                envelopes = await append_committed(url, "offered", 2 * v, [division(v), division(f"{v}b")])
+                relay.offer(envelopes)
+                expected += [str(e.event_id) for e in envelopes]
+            await tap.wait_for(6)
+            await asyncio.sleep(0.8)  # the late notifications arrive
+        finally:
+            await _stopped(task)
+        assert tap.event_ids() == expected  # once each, in commit order
+    assert relay.read_from_memory == 6
+    assert store.reads == 1  # the start's only: no notification asked for more
+    assert await checkpoint(conn) == 6
+
+
+async def test_events_offered_after_a_gap_are_read_from_the_store(system, world):
+    """An append that was not offered (another process's, a consumer's) comes before the events
+    offered: those cannot go out from memory, and the relay reads all of them, in order, once."""
+    url, channel, conn = world
+    store = CountingStore("roster")
+    relay = LateNotifications(url, channel, f"{system.namespace}.events", store, poll_seconds=30, late=0.3)
+    async with Tap(system.namespace) as tap:
+        task = await _running(relay)
+        try:
+            await eventually(lambda: store.reads == 1, what="the relay's first read")
+            [elsewhere] = await append_committed(url, "elsewhere", 0, [division("x")])  # not offered
+            offered = await append_committed(url, "offered", 0, [division("y")])
+            relay.offer(offered)
+            relay.offer(offered)  # twice: still published once
+            await tap.wait_for(2)
+            await asyncio.sleep(0.5)
+        finally:
+            await _stopped(task)
+        assert tap.event_ids() == [str(elsewhere.event_id), str(offered[0].event_id)]
+    assert relay.read_from_memory == 0
+    assert store.reads >= 2
+
+
+async def test_the_checkpoint_is_written_at_its_pace_and_when_the_relay_stops(system, world):
+    """Each batch confirmed moves the checkpoint in memory; it is written at most every
+    `checkpoint_seconds` (a crash republishes the events since, which consumers drop), and
+    once more when the relay stops."""
+    url, channel, conn = world
+    relay = LateNotifications(url, channel, f"{system.namespace}.events", STORE, poll_seconds=30,
+                              checkpoint_seconds=0.5)
+    async with Tap(system.namespace) as tap:
+        task = await _running(relay)
+        try:
+            for v in range(10):  # ten commits, each its own batch
+                relay.offer(await append_committed(url, "paced", v, [division(v)]))
+            await tap.wait_for(10)
+            await eventually(lambda: _checkpoint_is(conn, 10), timeout=3, what="the checkpoint written")
+            assert relay.checkpoint_writes <= 2
+            [last] = await append_committed(url, "paced", 10, [division(10)])
+            await tap.wait_for(11)
+            await eventually(lambda: relay.published == 11, what="the last event confirmed")
+        finally:
+            await _stopped(task)
+    assert await checkpoint(conn) == last.global_position == 11
+
+
 async def test_only_one_relay_publishes_at_a_time(system, world):
     """Two relays on the same database (two replicas of a service): the advisory lock elects
     one, so each event is published exactly once."""
@@ -452,7 +572,7 @@ async def test_only_one_relay_publishes_at_a_time(system, world):
     assert sorted(r.published for r in relays) == [0, len(expected)]
 
 
-# --- (c) what a published message carries ------------------------------------------------
+# --- (d) what a published message carries ------------------------------------------------
 
 
 async def test_published_messages_are_persistent_identified_and_routed_by_type(system):
