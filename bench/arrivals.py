@@ -79,6 +79,34 @@ def summary(values: list[float], of: int | None = None) -> dict:
     return out
 
 
+# Where a paced run keeps its latencies (seconds) for `pooled`; not written to the results.
+RAW = "_latencies"
+
+
+def pooled(rounds: list[dict]) -> dict:
+    """Paced rounds as one measurement: percentiles over every round's latencies, CPU per
+    command averaged, the storage stalls added up, and each round's own figures."""
+    out = {k: v for k, v in rounds[0].items() if k != RAW}
+    for key in rounds[0][RAW]:
+        values = [v for r in rounds for v in r[RAW][key]]
+        of = sum(r[key]["of"] for r in rounds) if "of" in rounds[0][key] else None
+        out[key] = summary(values, of=of)
+    for count in ("commands", "events", "refused"):
+        if count in out:
+            out[count] = sum(r[count] for r in rounds)
+    cpu = [r["cpu_ms_per_command"] for r in rounds if r.get("cpu_ms_per_command")]
+    if cpu:
+        out["cpu_ms_per_command"] = {k: round(sum(c[k] for c in cpu) / len(cpu), 2) for k in cpu[0]}
+    storage = [r["storage"] for r in rounds if r.get("storage")]
+    out["storage"] = {
+        "stalled_ms": round(sum(f["stalled_ms"] for f in storage), 1),
+        "worst_100ms_stalled_ms": max(f["worst_100ms_stalled_ms"] for f in storage),
+        "windows_mostly_stalled": sum(f["windows_mostly_stalled"] for f in storage),
+    } if storage else None
+    out["rounds"] = [{k: v for k, v in r.items() if k not in (RAW, "pipeline")} for r in rounds]
+    return out
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 

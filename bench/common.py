@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import time
 import uuid
 from urllib.parse import urlsplit, urlunsplit
@@ -100,6 +101,50 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
         except OSError:
             continue
     return out
+
+
+class StorageStalls:
+    """While in a `with` block, samples every 100 ms how long every runnable task of the
+    machine waited for storage (`full` in /proc/pressure/io). Each commit waits for its flush:
+    a storage hiccup stalls every pipeline at once, whatever their code; a run it hit shows a
+    100 ms window stalled most of the time. Empty where the kernel does not report it."""
+
+    PERIOD = 0.1
+
+    def __init__(self) -> None:
+        self.windows: list[float] = []  # ms stalled in each period
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _total() -> float | None:
+        try:
+            full = open("/proc/pressure/io").read().split("full", 1)[1]
+            return int(full.split("total=", 1)[1].split()[0]) / 1000
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _sample(self) -> None:
+        last = self._total()
+        while last is not None and not self._stop.wait(self.PERIOD):
+            now = self._total()
+            self.windows.append(now - last)
+            last = now
+
+    def __enter__(self) -> StorageStalls:
+        self._thread = threading.Thread(target=self._sample, name="storage-stalls", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def figures(self) -> dict | None:
+        if not self.windows:
+            return None
+        return {"stalled_ms": round(sum(self.windows), 1), "worst_100ms_stalled_ms": round(max(self.windows), 1),
+                "windows_mostly_stalled": sum(1 for w in self.windows if w > self.PERIOD * 1000 / 2)}
 
 
 def cpu_ms_per(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:

@@ -23,8 +23,8 @@ import uuid
 
 import asyncpg
 
-from bench.arrivals import appended_at, inbox_arrivals, latencies, summary, wait_for_quiet
-from bench.common import cpu_ms_per, cpu_seconds, open_loop, repeat_for
+from bench.arrivals import RAW, appended_at, inbox_arrivals, latencies, summary, wait_for_quiet
+from bench.common import StorageStalls, cpu_ms_per, cpu_seconds, open_loop, repeat_for
 from bench.day import chief_of, staff_of
 from bench.driver import Driver
 
@@ -128,8 +128,10 @@ async def batching(driver: Driver, service: str) -> dict:
     return reply.result["commands"]
 
 
-async def paced(driver: Driver, work: Workload, rate: float, seconds: float, databases: dict[str, str]) -> dict:
-    """Open loop at `rate` commands per second for `seconds`."""
+async def paced(driver: Driver, work: Workload, rate: float, seconds: float, databases: dict[str, str],
+                pids: dict[str, int] | None = None) -> dict:
+    """Open loop at `rate` commands per second for `seconds`; the CPU each process spent per
+    command at that rate (batches are smaller than when saturated, so each costs more)."""
     start = len(driver.sent)
     count = int(rate * seconds)
     scheduled: dict[str, float] = {}
@@ -140,15 +142,20 @@ async def paced(driver: Driver, work: Workload, rate: float, seconds: float, dat
         _, sent = await driver.send(work.service, work.command, payload, tenant=tenant, person=person)
         scheduled[str(sent.command_id)] = at
 
-    await open_loop(rate, count, f"ours: {work.command}, paced at {rate:.0f}/s", one)
-    await wait_for_quiet(databases)
+    cpu_before = cpu_seconds(pids or {})
+    with StorageStalls() as stalls:
+        await open_loop(rate, count, f"ours: {work.command}, paced at {rate:.0f}/s", one)
+    await wait_for_quiet(databases, still=1.0)
+    cpu = cpu_ms_per(cpu_before, cpu_seconds(pids or {}), count)
     sent = [s for s in driver.sent[start:] if s.ok]
     arrived = await inbox_arrivals(databases[work.consumer[0]], work.consumer[1])
-    replies = [s.seconds + (s.sent_at - scheduled.get(str(s.command_id), s.sent_at)) for s in sent]
+    raw = {"reply": [s.seconds + (s.sent_at - scheduled.get(str(s.command_id), s.sent_at)) for s in sent],
+           "to_projection": latencies(sent, arrived, scheduled)}
     return {
         "pipeline": work.label, "rate": round(rate, 1), "commands": count, "refused": count - len(sent),
-        "reply": summary(replies),
-        "to_projection": summary(latencies(sent, arrived, scheduled), of=len(sent)),
+        "reply": summary(raw["reply"]),
+        "to_projection": summary(raw["to_projection"], of=len(sent)),
+        "cpu_ms_per_command": cpu, "storage": stalls.figures(), RAW: raw,
     }
 
 
@@ -232,16 +239,21 @@ async def direct_paced(work: DirectAppends, roster_url: str, rate: float, second
         await work.append_one(pool, correlation)
 
     try:
-        await open_loop(rate, count, f"ours: direct appends, paced at {rate:.0f}/s", one)
+        with StorageStalls() as stalls:
+            await open_loop(rate, count, f"ours: direct appends, paced at {rate:.0f}/s", one)
     finally:
         await pool.close()
     await wait_for_quiet(databases)
     arrived = await inbox_arrivals(databases[work.consumer[0]], work.consumer[1])
     appended = await appended_at(roster_url)
     both = [c for c in scheduled if c in arrived and c in appended]
+    # Where the time goes: waiting to append (the append lock, the pool), then the relay and
+    # the consumer.
+    raw = {"to_projection": [arrived[c] - at for c, at in scheduled.items() if c in arrived],
+           "to_append": [appended[c] - scheduled[c] for c in both],
+           "append_to_projection": [arrived[c] - appended[c] for c in both]}
     return {"pipeline": work.label, "rate": round(rate, 1), "events": count,
-            "to_projection": summary([arrived[c] - at for c, at in scheduled.items() if c in arrived], of=count),
-            # Where the time goes: waiting to append (the append lock, the pool), then the relay
-            # and the consumer.
-            "to_append": summary([appended[c] - scheduled[c] for c in both]),
-            "append_to_projection": summary([arrived[c] - appended[c] for c in both])}
+            "to_projection": summary(raw["to_projection"], of=count),
+            "to_append": summary(raw["to_append"]),
+            "append_to_projection": summary(raw["append_to_projection"]),
+            "storage": stalls.figures(), RAW: raw}
