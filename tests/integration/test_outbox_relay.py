@@ -462,6 +462,14 @@ class LateNotifications(OutboxRelay):
         return self._following
 
 
+def _relay_reading_once(system, world, late: float) -> tuple[LateNotifications, CountingStore]:
+    """A relay that reads its store at the start and then only when a notification asks (no
+    polling within a test), with its notifications `late` seconds late."""
+    url, channel, _ = world
+    store = CountingStore("roster")
+    return LateNotifications(url, channel, f"{system.namespace}.events", store, poll_seconds=30, late=late), store
+
+
 async def _running(relay: OutboxRelay) -> asyncio.Task:
     task = asyncio.create_task(relay.run())
     await eventually(lambda: relay.following, what="the relay elected")
@@ -479,8 +487,7 @@ async def test_events_offered_after_their_commit_are_published_without_reading_t
     out from memory, in commit order, and the notifications arriving later find nothing to
     read."""
     url, channel, conn = world
-    store = CountingStore("roster")
-    relay = LateNotifications(url, channel, f"{system.namespace}.events", store, poll_seconds=30, late=0.5)
+    relay, store = _relay_reading_once(system, world, late=0.5)
     async with Tap(system.namespace) as tap:
         task = await _running(relay)
         try:
@@ -504,8 +511,7 @@ async def test_events_offered_after_a_gap_are_read_from_the_store(system, world)
     """An append that was not offered (another process's, a consumer's) comes before the events
     offered: those cannot go out from memory, and the relay reads all of them, in order, once."""
     url, channel, conn = world
-    store = CountingStore("roster")
-    relay = LateNotifications(url, channel, f"{system.namespace}.events", store, poll_seconds=30, late=0.3)
+    relay, store = _relay_reading_once(system, world, late=0.3)
     async with Tap(system.namespace) as tap:
         task = await _running(relay)
         try:
