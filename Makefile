@@ -59,7 +59,7 @@ clean:
 	rm -rf $(VENV) .run .pytest_cache docs/asyncapi/node_modules
 
 # The province benchmark beside a raw aio-pika/asyncpg baseline (docs/benchmark.md); about
-# five minutes, not part of `make test`.
+# eleven minutes, not part of `make test`.
 bench: install
 	@bash ops/system-packages.sh test
 	@$(PY) -m ops.preflight
