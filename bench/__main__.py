@@ -38,6 +38,10 @@ def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def paced_seconds() -> int:
+    return env_int("BENCH_PACED_SECONDS", 10)
+
+
 def simulated_day() -> date:
     """Today if it is a weekday, else the next Monday (the department's local calendar)."""
     today = datetime.now(LOCAL_TZ).date()
@@ -133,10 +137,10 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
                         fanout: Baseline | None = None) -> dict:
     """Each workload (those not in `skip`) saturated `BENCH_ROUNDS` times, each time followed by
     its baseline saturated (so each ratio compares two runs a few seconds apart: the machine's
-    speed drifts by more than the differences measured), then paced at half the median rate
-    it sustained. Directory changes, consumed by four services, are paired with the fan-out
+    speed drifts by more than the differences measured), then as many paced rounds at half the
+    median rate it sustained, each followed by the baseline's. Directory changes, consumed by four services, are paired with the fan-out
     baseline (as many consumers) and also compared with the one-consumer baseline's median."""
-    saturate, paced = env_int("BENCH_SATURATE_SECONDS", 10), env_int("BENCH_PACED_SECONDS", 10)
+    saturate, paced = env_int("BENCH_SATURATE_SECONDS", 10), paced_seconds()
     rounds = max(1, env_int("BENCH_ROUNDS", 3))
     out = {}
     workloads = []
@@ -222,7 +226,7 @@ async def baseline_figures(baseline: Baseline, runs: list[dict], ours: dict) -> 
     half that rate (those beside our commands' own, else measured now)."""
     saturated = median_run(runs)
     paced = (ours.get("commands") or {}).get("baseline_half_rate") or pooled([await baseline.paced(
-        saturated["end_to_end_per_second"] / 2, env_int("BENCH_PACED_SECONDS", 10))])
+        saturated["end_to_end_per_second"] / 2, paced_seconds())])
     return {"saturated": saturated, "rounds_per_second": [r["end_to_end_per_second"] for r in runs],
             "half_rate": paced}
 
@@ -249,7 +253,7 @@ async def run_baseline(results: dict) -> None:
     await baseline.start()
     try:
         saturated = await baseline.saturated(env_int("BENCH_SATURATE_SECONDS", 10), env_int("BENCH_CLIENTS", 16))
-        paced = pooled([await baseline.paced(saturated["end_to_end_per_second"] / 2, env_int("BENCH_PACED_SECONDS", 10))])
+        paced = pooled([await baseline.paced(saturated["end_to_end_per_second"] / 2, paced_seconds())])
         results["baseline"] = {"saturated": saturated, "half_rate": paced}
     finally:
         await baseline.stop()

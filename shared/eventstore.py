@@ -266,10 +266,11 @@ _UNNEST = (
     "$6::int[], $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], $11::uuid[], "
     "$12::jsonb[], $13::jsonb[], $14::text[])"
 )
+# The relay's wake-up, with the position of the statement's last event ($1: the positions).
+_NOTIFY_APPENDED = f"pg_notify('{NOTIFY_CHANNEL}', (SELECT max(p) FROM unnest($1::bigint[]) AS p)::text)"
 _INSERT = (
     f"WITH appended AS (INSERT INTO events ({_COLUMNS}, chain_hash) {_UNNEST} RETURNING 1) "
-    f"SELECT pg_notify('{NOTIFY_CHANNEL}', (SELECT max(p) FROM unnest($1::bigint[]) AS p)::text) "
-    "FROM (SELECT count(*) FROM appended) AS done"
+    f"SELECT {_NOTIFY_APPENDED} FROM (SELECT count(*) FROM appended) AS done"
 )
 # Under a held lock: inserts only if the stream is at the expected version ($16) and the head
 # is still the one the hashes were chained to ($17, $18); says which, and notifies the relay.
@@ -283,7 +284,7 @@ _GUARDED_INSERT = (
     f"appended AS (INSERT INTO events ({_COLUMNS}, chain_hash) {_UNNEST} AS rows "
     "WHERE (SELECT version = $16 AND head_ok FROM checks) RETURNING 1) "
     "SELECT c.version, c.head_ok, (SELECT count(*) FROM appended) AS appended, "
-    f"pg_notify('{NOTIFY_CHANNEL}', (SELECT max(p) FROM unnest($1::bigint[]) AS p)::text) FROM checks AS c"
+    f"{_NOTIFY_APPENDED} FROM checks AS c"
 )
 
 
@@ -302,7 +303,7 @@ _DEFERRED_CTES = (
 )
 _DEFERRED_RESULT = (
     "SELECT (SELECT ok FROM checks) AS ok, (SELECT count(*) FROM appended) AS appended, "
-    f"pg_notify('{NOTIFY_CHANNEL}', (SELECT max(p) FROM unnest($1::bigint[]) AS p)::text)"
+    f"{_NOTIFY_APPENDED}"
 )
 _PARAMETER = re.compile(r"\$(\d+)")
 

@@ -44,10 +44,6 @@ from shared.observability import get_logger
 from shared.settings import DATABASE_SESSION
 
 RELAY_LOCK = 7_0002
-log = get_logger("wfh.relay")
-
-
-RELAY_LOCK = 7_0002
 CHECKPOINT_SECONDS = 0.2
 MAX_OFFERED = 1000  # batches of events offered and not yet taken; more are read from the store
 log = get_logger("wfh.relay")

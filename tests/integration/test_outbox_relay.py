@@ -6,6 +6,7 @@ time, and its messages are persistent, identified by the event id and routed by 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import uuid
@@ -470,16 +471,17 @@ def _relay_reading_once(system, world, late: float) -> tuple[LateNotifications, 
     return LateNotifications(url, channel, f"{system.namespace}.events", store, poll_seconds=30, late=late), store
 
 
-async def _running(relay: OutboxRelay) -> asyncio.Task:
+@contextlib.asynccontextmanager
+async def _running(relay: LateNotifications):
+    """The relay running, elected, for the block; stopped as a service stops it after."""
     task = asyncio.create_task(relay.run())
-    await eventually(lambda: relay.following, what="the relay elected")
-    return task
-
-
-async def _stopped(task: asyncio.Task) -> None:
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    try:
+        await eventually(lambda: relay.following, what="the relay elected")
+        yield
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 async def test_events_offered_after_their_commit_are_published_without_reading_them(system, world):
@@ -489,8 +491,7 @@ async def test_events_offered_after_their_commit_are_published_without_reading_t
     url, channel, conn = world
     relay, store = _relay_reading_once(system, world, late=0.5)
     async with Tap(system.namespace) as tap:
-        task = await _running(relay)
-        try:
+        async with _running(relay):
             await eventually(lambda: store.reads == 1, what="the relay's first read")
             expected = []
             for v in range(3):
@@ -499,8 +500,6 @@ async def test_events_offered_after_their_commit_are_published_without_reading_t
                 expected += [str(e.event_id) for e in envelopes]
             await tap.wait_for(6)
             await asyncio.sleep(0.8)  # the late notifications arrive
-        finally:
-            await _stopped(task)
         assert tap.event_ids() == expected  # once each, in commit order
     assert relay.read_from_memory == 6
     assert store.reads == 1  # the start's only: no notification asked for more
@@ -513,8 +512,7 @@ async def test_events_offered_after_a_gap_are_read_from_the_store(system, world)
     url, channel, conn = world
     relay, store = _relay_reading_once(system, world, late=0.3)
     async with Tap(system.namespace) as tap:
-        task = await _running(relay)
-        try:
+        async with _running(relay):
             await eventually(lambda: store.reads == 1, what="the relay's first read")
             [elsewhere] = await append_committed(url, "elsewhere", 0, [division("x")])  # not offered
             offered = await append_committed(url, "offered", 0, [division("y")])
@@ -522,8 +520,6 @@ async def test_events_offered_after_a_gap_are_read_from_the_store(system, world)
             relay.offer(offered)  # twice: still published once
             await tap.wait_for(2)
             await asyncio.sleep(0.5)
-        finally:
-            await _stopped(task)
         assert tap.event_ids() == [str(elsewhere.event_id), str(offered[0].event_id)]
     assert relay.read_from_memory == 0
     assert store.reads >= 2
@@ -537,8 +533,7 @@ async def test_the_checkpoint_is_written_at_its_pace_and_when_the_relay_stops(sy
     relay = LateNotifications(url, channel, f"{system.namespace}.events", STORE, poll_seconds=30,
                               checkpoint_seconds=0.5)
     async with Tap(system.namespace) as tap:
-        task = await _running(relay)
-        try:
+        async with _running(relay):
             for v in range(10):  # ten commits, each its own batch
                 relay.offer(await append_committed(url, "paced", v, [division(v)]))
             await tap.wait_for(10)
@@ -547,8 +542,6 @@ async def test_the_checkpoint_is_written_at_its_pace_and_when_the_relay_stops(sy
             [last] = await append_committed(url, "paced", 10, [division(10)])
             await tap.wait_for(11)
             await eventually(lambda: relay.published == 11, what="the last event confirmed")
-        finally:
-            await _stopped(task)
     assert await checkpoint(conn) == last.global_position == 11
 
 
