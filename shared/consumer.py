@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +33,8 @@ from opentelemetry import context as otel_context
 
 from shared.contracts import Envelope, decode
 from shared.observability import get_logger
-from shared.projection import BatchedWrites, Projection
+from shared.eventstore import together
+from shared.projection import BatchedWrites, NoConnection, Projection
 from shared.topology import Subscription, queue_arguments
 
 log = get_logger("wfh.consumer")
@@ -50,6 +52,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.QueryCanceledError,
 )
 
+
+# What the consumer's own bookkeeping writes: a projection writing them cannot share its statement.
+_BOOKKEEPING_TABLES = frozenset({"inbox", "inbox_streams", "projection_checkpoints"})
+# Only these run as a statement's expression whether or not it reads them (a SELECT would not).
+_MODIFIES = re.compile(r"\s*(insert|update|delete)\b", re.IGNORECASE)
 
 # How long released messages may wait for an earlier delivery to reach the consumer (FastStream
 # hands them over within milliseconds; a delivery it drops, e.g. while stopping, never comes).
@@ -179,6 +186,7 @@ class EventConsumer:
         self._held: asyncpg.Connection | None = None
         self._schema = None  # what `BatchedWrites` needs of the database's tables, read once
         self.applied = 0
+        self.applied_in_one_statement = 0
         self.duplicates = 0
         self.largest_batch = 0
 
@@ -515,18 +523,14 @@ class EventConsumer:
         """One event in one transaction. The inbox row, the duplicate and order checks, the
         stream's version and the projection's checkpoint are one statement (`_bookkeeping`),
         then the projection's change: nothing is written for a duplicate or an event older
-        than its stream's last applied one."""
-        consumer = self.subscription.name
+        than its stream's last applied one. Mostly all of it is that one statement
+        (`_apply_in_one_statement`)."""
+        if await self._apply_in_one_statement(envelope, event):
+            self.applied += 1
+            self.applied_in_one_statement += 1
+            return
         async with self._connection() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                self._bookkeeping,
-                consumer,
-                envelope.event_id,
-                envelope.stream_id,
-                envelope.stream_version,
-                envelope.model_dump_json(exclude={"global_position"}),
-                self.projection.name,
-            )
+            row = await conn.fetchrow(self._bookkeeping, *self._bookkeeping_args(envelope))
             seq = row["seq"]
             if seq is None:
                 previous = row["previous"]
@@ -541,13 +545,62 @@ class EventConsumer:
                 await self.projection.advance(conn, seq)
         self.applied += 1
 
+    async def _apply_in_one_statement(self, envelope: Envelope, event) -> bool:
+        """The event applied in a single statement outside any transaction block (atomic all
+        the same): the bookkeeping with the projection's writes as further expressions of it,
+        one round trip where the transaction takes four. That needs a projection whose
+        handler only writes, one row per statement, to tables apart from the bookkeeping's,
+        and a plain checkpoint. The statement fails, and so writes nothing, unless the inbox
+        row was inserted: a duplicate or an event out of order, like a handler that reads or
+        a write the database refuses, leaves the event to the transaction (False), which
+        sorts them out exactly as before."""
+        if not self.projection.plain_checkpoint:
+            return False
+        async with self._connection() as conn:
+            collected = BatchedWrites(NoConnection(), *await self._catalog(conn))
+            try:
+                await self.projection.apply(collected, envelope, event)
+            except Exception:  # noqa: BLE001 - reads, or fails: the transaction does it again
+                return False
+            writes = []
+            for query, rows, tables in collected.take_deferred():
+                if len(rows) != 1 or tables & _BOOKKEEPING_TABLES or not _MODIFIES.match(query):
+                    return False
+                writes.append((query, rows[0]))
+            ctes, args = together(writes, after=6)
+            try:
+                await conn.fetchval(
+                    f"WITH {self._bookkeeping_ctes}{', ' + ctes if ctes else ''} "
+                    "SELECT 1 / (SELECT count(*)::int FROM ins)",
+                    *self._bookkeeping_args(envelope), *args,
+                )
+            except TRANSIENT_ERRORS:
+                raise
+            except asyncpg.PostgresError:
+                return False
+        return True
+
+    def _bookkeeping_args(self, envelope: Envelope) -> tuple:
+        return (self.subscription.name, envelope.event_id, envelope.stream_id, envelope.stream_version,
+                envelope.model_dump_json(exclude={"global_position"}), self.projection.name)
+
     @functools.cached_property
     def _bookkeeping(self) -> str:
         """$1 consumer, $2 event id, $3 stream, $4 version, $5 envelope, $6 projection."""
+        return (
+            f"WITH {self._bookkeeping_ctes} "
+            "SELECT (SELECT seq FROM ins) AS seq, EXISTS (SELECT 1 FROM dup) AS duplicate, "
+            "(SELECT version FROM prev) AS previous"
+        )
+
+    @functools.cached_property
+    def _bookkeeping_ctes(self) -> str:
+        """`_bookkeeping`'s expressions: `ins` returns the inbox row's seq, none when the event
+        is a duplicate or out of order."""
         ordered = self.subscription.ordered
         advance = self.projection.plain_checkpoint
         return (
-            "WITH dup AS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2), "
+            "dup AS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2), "
             + ("prev AS (SELECT version FROM inbox_streams WHERE consumer = $1 AND stream_id = $3 "
                "FOR UPDATE), " if ordered else "prev AS (SELECT NULL::int AS version WHERE false), ")
             + "ins AS (INSERT INTO inbox (consumer, event_id, stream_id, stream_version, envelope) "
@@ -559,10 +612,8 @@ class EventConsumer:
                if ordered else "")
             + ("advanced AS (INSERT INTO projection_checkpoints (projection, position) "
                "SELECT $6, seq FROM ins ON CONFLICT (projection) DO UPDATE SET position = "
-               "greatest(projection_checkpoints.position, EXCLUDED.position)) " if advance
-               else "unused AS (SELECT $6::text) ")
-            + "SELECT (SELECT seq FROM ins) AS seq, EXISTS (SELECT 1 FROM dup) AS duplicate, "
-            "(SELECT version FROM prev) AS previous"
+               "greatest(projection_checkpoints.position, EXCLUDED.position))" if advance
+               else "unused AS (SELECT $6::text)")
         )
 
     async def _dead_letter(self, raw, reason: str) -> None:

@@ -163,6 +163,14 @@ class BatchingUnavailable(RuntimeError):
     """A handler used the connection in a way `BatchedWrites` does not batch."""
 
 
+class NoConnection:
+    """Where `BatchedWrites` only collects: sending anything (a read, a flush) is refused, so a
+    handler that needs the database before its writes is seen."""
+
+    def __getattr__(self, name: str):
+        raise BatchingUnavailable(f"connection.{name}: only deferred writes are collected here")
+
+
 class _DeferredStatus:
     """What a deferred `execute` returns: its status is not known yet, so any use of it fails
     (and a rebuild then replays one statement at a time, where the status is real)."""
@@ -305,6 +313,12 @@ class BatchedWrites:
     def discard(self) -> None:
         """Forget what is deferred (its savepoint was rolled back)."""
         self._pending, self._count = {}, 0
+
+    def take_deferred(self) -> list[tuple[str, list, frozenset[str]]]:
+        """What is deferred, taken out unsent: each statement with its rows and the tables it
+        may touch (pairwise disjoint), in the order first written."""
+        pending, self._pending, self._count = self._pending, {}, 0
+        return [(query, rows, self._touches[query]) for query, rows in pending.items()]
 
     @property
     def holds(self) -> bool:

@@ -65,6 +65,18 @@ def probe_projection() -> Projection:
             env.stream_id, env.stream_version, e.division_id, e.name,
         )
 
+    @projection.on(ro.DivisionRenamed)
+    async def _renamed(conn, env: Envelope, e: ro.DivisionRenamed) -> None:
+        # Reads before it writes: not a handler whose writes can join the bookkeeping's statement.
+        current = await conn.fetchval(
+            "SELECT name FROM probe_divisions WHERE division_id = $1 ORDER BY applied_at_seq DESC LIMIT 1",
+            e.division_id)
+        await conn.execute(
+            "INSERT INTO probe_divisions (stream_id, stream_version, division_id, name) "
+            "VALUES ($1, $2, $3, $4)",
+            env.stream_id, env.stream_version, e.division_id, f"{current} → {e.name}",
+        )
+
     return projection
 
 
@@ -220,6 +232,38 @@ async def test_a_duplicate_delivery_changes_nothing(probe):
             "SELECT max(seq) FROM inbox")
     assert probe.consumer.applied == 2 and probe.consumer.duplicates == 1
     assert await drain_queue(probe.dlq, 0, timeout=0.5) == []
+
+
+async def test_an_event_alone_is_applied_in_one_statement_unless_it_cannot_be(probe):
+    """An event arriving alone whose handler only writes goes in with its bookkeeping as one
+    statement; a duplicate of it, an event out of order and a handler that reads take the
+    transaction, with the same outcome as ever."""
+    first = envelope(created("Phòng Nội vụ"), version=1)
+    await probe.publish(first)
+    await probe.settled(1)
+    assert probe.consumer.applied_in_one_statement == 1
+    await probe.publish(first)  # the statement fails as a whole: the transaction finds the duplicate
+    await eventually(lambda: probe.consumer.duplicates == 1, what="the duplicate noticed")
+    await probe.publish(envelope(ro.DivisionRenamed(division_id="phòng-nội-vụ", name="Phòng Tổ chức"),
+                                 version=2))
+    await probe.settled(2)
+    late = envelope(created("Phòng Muộn"), version=2)
+    await probe.publish(late)
+    [refused] = await drain_queue(probe.dlq, 1)
+    assert "out of order" in refused.headers["x-wfh-reason"]
+    await probe.publish(envelope(created("Phòng Pháp chế"), version=3))
+    await probe.settled(3)
+    assert probe.consumer.applied_in_one_statement == 2
+    assert await probe.rows() == [
+        ("directory-probe", 1, "Phòng Nội vụ"),
+        ("directory-probe", 2, "Phòng Nội vụ → Phòng Tổ chức"),
+        ("directory-probe", 3, "Phòng Pháp chế"),
+    ]
+    assert await probe.inbox() == [("directory-probe", 1), ("directory-probe", 2), ("directory-probe", 3)]
+    async with probe.runtime.pool.acquire() as conn:
+        assert await probe.consumer.projection.checkpoint(conn) == await conn.fetchval(
+            "SELECT max(seq) FROM inbox")
+    assert probe.consumer.applied == 3 and probe.consumer.duplicates == 1
 
 
 async def test_a_burst_of_one_streams_events_is_applied_in_order(probe):
