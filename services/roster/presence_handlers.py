@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
+from shared.auth import Identity
 from shared.commands import DomainError, Forbidden, UnitOfWork
 from shared.contracts import roster as ev
 from shared.directory import Directory, Person, Plan
@@ -59,7 +60,11 @@ async def check_in(cmd: c.CheckIn, uow: UnitOfWork) -> dict:
             "already_checked_in": not events}
 
 
-@router.command(c.DeclareHealth)
+def _todays_presence(_cmd, tenant: str, identity: Identity) -> list[str]:
+    return [ev.presence_stream(tenant, identity.person_id, clock.now().date())]
+
+
+@router.command(c.DeclareHealth, streams=_todays_presence)
 async def declare_health(cmd: c.DeclareHealth, uow: UnitOfWork) -> dict:
     """Anyone in the department declares their health for today (a later one replaces it)."""
     actor = await current_person(uow)

@@ -7,6 +7,7 @@ the hash chain whole)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 
@@ -304,7 +305,8 @@ async def test_deferred_writes_wait_for_statements_that_cannot_see_them(toy):
         assert await conn.fetchval("SELECT count(*) FROM toy_divisions") == len(seeing)
 
 
-async def test_stream_versions_are_remembered_between_batches_and_a_stale_one_is_refused(toy, monkeypatch):
+def count_version_reads(monkeypatch) -> list[str]:
+    """The streams whose versions are read one at a time (`EventStore.stream_version`)."""
     reads = []
     read_version = STORE.stream_version
 
@@ -313,6 +315,11 @@ async def test_stream_versions_are_remembered_between_batches_and_a_stale_one_is
         return await read_version(conn, stream_id)
 
     monkeypatch.setattr(STORE, "stream_version", counted)
+    return reads
+
+
+async def test_stream_versions_are_remembered_between_batches_and_a_stale_one_is_refused(toy, monkeypatch):
+    reads = count_version_reads(monkeypatch)
 
     async def blind(*streams: str) -> list[str]:
         replies = await toy.together(*(toy.body(stream=s, name=f"Phòng {s}", blind=True) for s in streams))
@@ -346,6 +353,55 @@ async def test_stream_versions_are_remembered_between_batches_and_a_stale_one_is
     await toy.assert_store_whole(batches_given_up=2)
     assert await blind("s2", "s1") == ["s2-6", "s1-8"]  # and the next batch knows nothing wrong
     await toy.assert_store_whole(batches_given_up=2)
+
+
+async def test_a_batch_reads_the_versions_its_commands_name_with_its_lock(toy, monkeypatch):
+    """A command that names the streams whose versions it will ask for has them read with its
+    batch's lock, in the one statement that takes it, not one round trip each; versions read
+    while another transaction held the lock are not trusted, and a wrong name only goes unused."""
+    reads = count_version_reads(monkeypatch)
+    named: dict[str, list[str]] = {}  # stream -> the streams its command names
+
+    def streams(cmd, tenant, identity):
+        assert tenant == TENANT and identity.person_id == "it-admin"
+        if cmd.stream == "broken":
+            raise RuntimeError("a hint that fails")
+        return named.get(cmd.stream, [cmd.stream])
+
+    route = toy.router.routes["AddDivision"]
+    monkeypatch.setitem(toy.router.routes, "AddDivision", dataclasses.replace(route, streams=streams))
+
+    async def blind(*streams: str) -> list[str]:
+        replies = await toy.together(*(toy.body(stream=s, name=f"Phòng {s}", blind=True) for s in streams))
+        assert all(r.ok for r in replies), [r.error for r in replies]
+        return [r.result["division_id"] for r in replies]
+
+    assert await blind("h1", "h2", "h1") == ["h1-1", "h2-1", "h1-2"]
+    assert reads == []
+    # Another transaction appends: the next batch reads the version afresh with its lock.
+    async with toy.pool.acquire() as conn, conn.transaction():
+        await STORE.append(conn, "h1", 2, [ro.DivisionCreated(division_id="h1-3", name="x", kind="division")],
+                           context())
+    assert await blind("h1") == ["h1-4"]
+    assert reads == []
+    named["h2"] = ["elsewhere"]  # named wrongly: its own version is read when asked for
+    assert await blind("h2", "broken") == ["h2-2", "broken-1"]
+    assert reads == ["h2", "broken"]
+    reads.clear()
+    # The batch waits for the lock another transaction holds while it appends to h1: what the
+    # batch's statement read before it had the lock is not used.
+    async with toy.pool.acquire() as other:
+        holding = other.transaction()
+        await holding.start()
+        await STORE.append(other, "h1", 4, [ro.DivisionCreated(division_id="h1-5", name="x", kind="division")],
+                           context())
+        batch = asyncio.create_task(blind("h1"))
+        await asyncio.sleep(0.3)
+        assert not batch.done()
+        await holding.commit()
+        assert await batch == ["h1-6"]
+    assert reads == ["h1"]
+    await toy.assert_store_whole()
 
 
 def count_held_writes(monkeypatch) -> list[tuple[int, int]]:
