@@ -325,6 +325,9 @@ class CommandDispatcher:
         # Told the events of each transaction that committed, in position order (the relay's
         # `offer`: it publishes them without reading them back).
         self.on_committed: Callable[[list[Envelope]], None] | None = None
+        # Told, just before a batch commits, the position its events reach (0: it did not
+        # commit after all): the relay's `expect`.
+        self.on_committing: Callable[[int], None] | None = None
         self.batches = 0  # transactions that decided commands (one or many)
         self.batched = 0  # commands those transactions decided
         self.batches_given_up = 0
@@ -493,8 +496,12 @@ class CommandDispatcher:
             try:
                 async with self._pool().acquire() as conn, conn.transaction():
                     await self._decide_batch(conn, held, commands, replies, first_of, appended)
+                    if appended and self.on_committing is not None:
+                        self.on_committing(appended[-1].global_position)
             except BaseException:
                 self._versions.forget()
+                if appended and self.on_committing is not None:
+                    self.on_committing(0)
                 raise
         self._versions.committed(held)
         self._committed(appended)
@@ -554,13 +561,15 @@ class CommandDispatcher:
                                                                    appended)
             if position is not None:
                 advance_to = max(advance_to or 0, position)
-        await deferred.flush()
         # A conflict is not stored: the same command sent again may succeed. The replies go
-        # with the appends held back, in one statement.
+        # with the appends held back, in one statement, and so do the projections' writes
+        # that can (mostly all of a command decided alone).
+        joined = deferred.take_joinable(_STORED_WITH_REPLIES)
+        await deferred.flush()
         await self._store_replies(
             conn, [(commands[i], replies[i]) for i in fresh
                    if replies[i].ok or replies[i].error.code != "conflict"],
-            advance_to, held,
+            advance_to, held, joined,
         )
 
     async def _decide_in_batch(self, conn, accepted: Accepted, held: HeldLock, actors: dict | None,
@@ -598,12 +607,12 @@ class CommandDispatcher:
 
     async def _store_replies(
         self, conn, answered: list[tuple[Accepted, Reply]], advance_to: int | None = None,
-        held: HeldLock | None = None,
+        held: HeldLock | None = None, also: Sequence[tuple[str, Sequence]] = (),
     ) -> None:
         """The replies, and with `advance_to` the own projections' checkpoints, in one statement
-        (with `held`, the one that writes its appends held back)."""
+        (with `held`, the one that writes its appends held back), with the writes `also`."""
         plain = [p.name for p in self._projections if p.plain_checkpoint]
-        writes = []
+        writes = list(also)
         if answered:
             writes.append((
                 "INSERT INTO command_replies (command_id, tenant, command_type, actor, reply) "
@@ -629,6 +638,9 @@ class CommandDispatcher:
             await Projection.advance_all(conn, self._projections, advance_to, plain_done=True)
 
 
+# What the statement storing a batch's replies writes: the projections' writes joining it
+# must touch none of these.
+_STORED_WITH_REPLIES = frozenset({"events", "command_replies", "projection_checkpoints"})
 _WRITES = re.compile(r"\b(insert|update|delete|merge|truncate|copy|notify|pg_notify|create|drop|alter|"
                      r"grant|revoke|call|do|setval|nextval)\b")
 _DIRECTORY = "dir_people"  # the table whose rows a batch reads ahead for its actors

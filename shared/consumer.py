@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -55,8 +54,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 # What the consumer's own bookkeeping writes: a projection writing them cannot share its statement.
 _BOOKKEEPING_TABLES = frozenset({"inbox", "inbox_streams", "projection_checkpoints"})
-# Only these run as a statement's expression whether or not it reads them (a SELECT would not).
-_MODIFIES = re.compile(r"\s*(insert|update|delete)\b", re.IGNORECASE)
 
 # How long released messages may wait for an earlier delivery to reach the consumer (FastStream
 # hands them over within milliseconds; a delivery it drops, e.g. while stopping, never comes).
@@ -562,11 +559,9 @@ class EventConsumer:
                 await self.projection.apply(collected, envelope, event)
             except Exception:  # noqa: BLE001 - reads, or fails: the transaction does it again
                 return False
-            writes = []
-            for query, rows, tables in collected.take_deferred():
-                if len(rows) != 1 or tables & _BOOKKEEPING_TABLES or not _MODIFIES.match(query):
-                    return False
-                writes.append((query, rows[0]))
+            writes = collected.take_joinable(_BOOKKEEPING_TABLES)
+            if collected.holds:
+                return False
             ctes, args = together(writes, after=6)
             try:
                 await conn.fetchval(

@@ -189,6 +189,7 @@ DEFERRED = _DeferredStatus()
 # events' immutability): a table with only these is no barrier to batching.
 REFUSING_TRIGGERS = ("events_are_immutable",)
 _WORD = re.compile(r"[a-z_][a-z0-9_$]*")
+_MODIFIES = re.compile(r"\s*(insert|update|delete)\b", re.IGNORECASE)
 
 
 def _after_flush(name: str):
@@ -314,11 +315,19 @@ class BatchedWrites:
         """Forget what is deferred (its savepoint was rolled back)."""
         self._pending, self._count = {}, 0
 
-    def take_deferred(self) -> list[tuple[str, list, frozenset[str]]]:
-        """What is deferred, taken out unsent: each statement with its rows and the tables it
-        may touch (pairwise disjoint), in the order first written."""
-        pending, self._pending, self._count = self._pending, {}, 0
-        return [(query, rows, self._touches[query]) for query, rows in pending.items()]
+    def take_joinable(self, apart_from: frozenset[str]) -> list[tuple[str, tuple]]:
+        """The deferred statements that can go as expressions of another statement (`together`),
+        taken out unsent in the order first written: one row each, data-modifying (a SELECT
+        there would not run), touching none of `apart_from` (the other statement's tables,
+        which its expressions would see unchanged). The rest stay deferred; being pairwise
+        disjoint, they may be sent before or after."""
+        joinable = []
+        for query, rows in list(self._pending.items()):
+            if len(rows) == 1 and _MODIFIES.match(query) and not self._touches[query] & apart_from:
+                joinable.append((query, rows[0]))
+                del self._pending[query]
+                self._count -= 1
+        return joinable
 
     @property
     def holds(self) -> bool:

@@ -433,6 +433,11 @@ async def test_a_batch_holds_its_appends_back_and_writes_them_with_its_replies(t
                                  toy.body(stream="s8", name="c"))
     assert [r.result["events_before"] for r in replies] == [0, 0, 1]
     assert written == [(6, 2), (2, 0), (1, 2)]
+    # A command decided alone: its projection's one row goes in that statement too.
+    written.clear()
+    [reply] = await toy.together(toy.body(stream="s9", name="d", blind=True))
+    assert reply.ok and written == [(1, 3)]
+    assert ("s9", "s9-1") in await toy.divisions()
     await toy.assert_store_whole()
 
 
