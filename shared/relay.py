@@ -10,7 +10,8 @@ Only one relay per database publishes at a time (a session advisory lock elects 
 Each append notifies the relay at commit with the position it reached. A service's commands
 also hand the events they committed to the relay in their process (`offer`), which publishes
 them without reading them back when they follow what it has published: a statement and a
-wait for a notification fewer on the way from a command to its consumers. Anything else (an
+wait for a notification fewer on the way from a command to its consumers. (They announce
+their commit first, `expect`: a notification overtaking the offer then reads nothing.) Anything else (an
 append by another process or a consumer, events offered out of turn) it reads from the store.
 The checkpoint is written at most every `CHECKPOINT_SECONDS` (and when the relay stops): a
 crash republishes what followed it, which consumers drop.
@@ -140,11 +141,23 @@ class OutboxRelay:
         self._offered: deque[Sequence[Envelope]] = deque()
         # The highest position appends have notified (inf: a notification that did not say).
         self._notified: float = 0
+        # A transaction of this process committing events up to here: their offer follows.
+        self._expected = 0
+
+    def expect(self, up_to: int) -> None:
+        """A transaction of this process is about to commit events up to position `up_to`
+        (0: it did not commit after all). Their notification may arrive before their offer:
+        until the offer, it asks for no read (a read that would find what is offered next)."""
+        if self._following:
+            self._expected = up_to
+            if not up_to:
+                self._wake.set()
 
     def offer(self, envelopes: Sequence[Envelope]) -> None:
         """Events this process has just committed, in position order (a batch of commands'
         appends). Ignored unless this relay is the one publishing: their notification reaches
         whichever is."""
+        self._expected = 0
         if self._following and envelopes and len(self._offered) < MAX_OFFERED:
             self._offered.append(envelopes)
             self._wake.set()
@@ -169,7 +182,7 @@ class OutboxRelay:
                     **DATABASE_SESSION, "synchronous_commit": "off"})
                 while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
                     await asyncio.sleep(self._poll_seconds)
-                self._checkpoint, self._notified = None, 0
+                self._checkpoint, self._notified, self._expected = None, 0, 0
                 await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 channel = await self._channel.get_underlay_channel()
                 self._following = True
@@ -209,7 +222,7 @@ class OutboxRelay:
                     self.published += sent.count
                 if self._offered:
                     published, in_flight = self._publish_offered(channel, unconfirmed, published, in_flight)
-                if self._notified > published:
+                if self._notified > max(published, self._expected):
                     more = True
                 full = in_flight >= self._max_unconfirmed
                 if more and not full:

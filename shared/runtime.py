@@ -119,7 +119,7 @@ class ServiceRuntime:
             settings.database_url, channel, settings.events_exchange, self.store,
             batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds,
         )
-        dispatcher.on_committed = self.relay.offer
+        dispatcher.on_committing, dispatcher.on_committed = self.relay.expect, self.relay.offer
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"{settings.service}-relay")
         self.metrics = ServiceMetrics(self)
         self._metrics_task = asyncio.create_task(

@@ -506,6 +506,34 @@ async def test_events_offered_after_their_commit_are_published_without_reading_t
     assert await checkpoint(conn) == 6
 
 
+async def test_a_notification_overtaking_an_announced_offer_reads_nothing(system, world):
+    """A process announces its commit (`expect`) and offers the events once committed; their
+    notification arriving in between waits for the offer instead of reading them back. A
+    commit announced and then withdrawn leaves the notification to its read."""
+    url, channel, conn = world
+    relay, store = _relay_reading_once(system, world, late=0.0)
+    async with Tap(system.namespace) as tap:
+        async with _running(relay):
+            await eventually(lambda: store.reads == 1, what="the relay's first read")
+            expected = []
+            for v in range(3):
+                relay.expect(2 * v + 2)
+                envelopes = await append_committed(url, "offered", 2 * v, [division(v), division(f"{v}b")])
+                await asyncio.sleep(0.2)  # the notification is in
+                relay.offer(envelopes)
+                expected += [str(e.event_id) for e in envelopes]
+            await tap.wait_for(6)
+            assert store.reads == 1 and relay.read_from_memory == 6
+            relay.expect(7)
+            [withdrawn] = await append_committed(url, "withdrawn", 0, [division("w")])
+            await asyncio.sleep(0.2)
+            assert store.reads == 1  # still waiting for the offer
+            relay.expect(0)  # "did not commit after all": what was notified is read
+            await tap.wait_for(7)
+        assert tap.event_ids() == expected + [str(withdrawn.event_id)]
+    assert store.reads == 2 and relay.read_from_memory == 6
+
+
 async def test_events_offered_after_a_gap_are_read_from_the_store(system, world):
     """An append that was not offered (another process's, a consumer's) comes before the events
     offered: those cannot go out from memory, and the relay reads all of them, in order, once."""
