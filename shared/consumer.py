@@ -137,7 +137,8 @@ class EventConsumer:
     restored channel starts again at 1). A single worker task takes what has been released,
     in that order, as one batch:
     - a batch of one is applied exactly as described at the top of this module: its inbox row
-      and projection change in one transaction, retried or dead-lettered on its own;
+      and projection change in one transaction (mostly a single statement), retried or
+      dead-lettered on its own;
     - a larger batch is applied in one transaction: its duplicates and out-of-order events
       are found with one read of the inbox and of the streams' last applied versions (the
       same checks, made in delivery order), the new inbox rows are written with one
