@@ -484,6 +484,22 @@ async def _running(relay: LateNotifications):
             await task
 
 
+async def _offer_three_commits(url: str, relay: LateNotifications, announced: bool = False) -> list[str]:
+    """Three commits of two events each, offered to `relay` once committed; `announced`, each
+    commit is announced first (`expect`) and offered 0.2 s after it, its notification in by
+    then. The events' ids in commit order."""
+    expected = []
+    for v in range(3):
+        if announced:
+            relay.expect(2 * v + 2)
+        envelopes = await append_committed(url, "offered", 2 * v, [division(v), division(f"{v}b")])
+        if announced:
+            await asyncio.sleep(0.2)
+        relay.offer(envelopes)
+        expected += [str(e.event_id) for e in envelopes]
+    return expected
+
+
 async def test_events_offered_after_their_commit_are_published_without_reading_them(system, world):
     """What a process commits and offers at once follows what the relay published: it goes
     out from memory, in commit order, and the notifications arriving later find nothing to
@@ -493,11 +509,7 @@ async def test_events_offered_after_their_commit_are_published_without_reading_t
     async with Tap(system.namespace) as tap:
         async with _running(relay):
             await eventually(lambda: store.reads == 1, what="the relay's first read")
-            expected = []
-            for v in range(3):
-                envelopes = await append_committed(url, "offered", 2 * v, [division(v), division(f"{v}b")])
-                relay.offer(envelopes)
-                expected += [str(e.event_id) for e in envelopes]
+            expected = await _offer_three_commits(url, relay)
             await tap.wait_for(6)
             await asyncio.sleep(0.8)  # the late notifications arrive
         assert tap.event_ids() == expected  # once each, in commit order
@@ -515,13 +527,7 @@ async def test_a_notification_overtaking_an_announced_offer_reads_nothing(system
     async with Tap(system.namespace) as tap:
         async with _running(relay):
             await eventually(lambda: store.reads == 1, what="the relay's first read")
-            expected = []
-            for v in range(3):
-                relay.expect(2 * v + 2)
-                envelopes = await append_committed(url, "offered", 2 * v, [division(v), division(f"{v}b")])
-                await asyncio.sleep(0.2)  # the notification is in
-                relay.offer(envelopes)
-                expected += [str(e.event_id) for e in envelopes]
+            expected = await _offer_three_commits(url, relay, announced=True)
             await tap.wait_for(6)
             assert store.reads == 1 and relay.read_from_memory == 6
             relay.expect(7)
