@@ -11,8 +11,9 @@ Each append notifies the relay at commit with the position it reached. A service
 also hand the events they committed to the relay in their process (`offer`), which publishes
 them without reading them back when they follow what it has published: a statement and a
 wait for a notification fewer on the way from a command to its consumers. (They announce
-their commit first, `expect`: a notification overtaking the offer then reads nothing.) Anything else (an
-append by another process or a consumer, events offered out of turn) it reads from the store.
+their commit first, `expect`: a notification overtaking the offer then reads nothing.)
+Anything else (an append by another process or a consumer, events offered out of turn) it
+reads from the store.
 The checkpoint is written at most every `CHECKPOINT_SECONDS` (and when the relay stops): a
 crash republishes what followed it, which consumers drop.
 
