@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.auth import AuthenticationError, Identity, TokenVerifier
 from shared.contracts import Envelope, Event
 from shared.eventstore import (
-    AppendContext, ConcurrencyError, EventStore, Folded, FoldedStreams, HeldLock, StreamVersions, write_together,
+    AppendContext, ConcurrencyError, EventStore, Folded, FoldedStreams, HeldLock, StreamVersions, versions_of,
+    write_together,
 )
 from shared.observability import get_logger
 from shared.projection import BatchedWrites, BatchingUnavailable, Projection
@@ -530,7 +531,7 @@ class CommandDispatcher:
         streams = _streams_read(commands)
         if self._has_directory:
             found = json.loads(await held.take(
-                conn, f"json_build_array({_STORED_REPLIES.format(ids='$2')}, {_VERSIONS.format(streams='$3')}, "
+                conn, f"json_build_array({_STORED_REPLIES.format(ids='$2')}, {versions_of('$3')}, "
                       f"{_ACTORS.format(tenants='$4', people='$5')})::text",
                 ids, streams, [a.request.tenant for a in commands], [a.identity.person_id for a in commands]))
             actors = {(a.request.tenant, a.identity.person_id): None for a in commands}
@@ -538,7 +539,7 @@ class CommandDispatcher:
         else:
             found, actors = json.loads(await held.take(
                 conn, f"json_build_array({_STORED_REPLIES.format(ids='$2')}, "
-                      f"{_VERSIONS.format(streams='$3')})::text", ids, streams)), None
+                      f"{versions_of('$3')})::text", ids, streams)), None
         stored = _stored_rows(found[0])
         # Trusted as the head is: read with the lock free (a commit in the instant before it is
         # caught by the appends' own check); read while waiting for it, they may be stale.
@@ -861,12 +862,6 @@ _STORED_REPLIES = (
 _ACTORS = (
     "coalesce((SELECT json_agg(row_to_json(p)) FROM dir_people AS p "
     "JOIN unnest({tenants}::text[], {people}::text[]) AS a(tenant, person_id) USING (tenant, person_id)), '[]')"
-)
-
-# The versions of some streams, as one JSON object (a stream without events: 0).
-_VERSIONS = (
-    "coalesce((SELECT json_object_agg(s, (SELECT coalesce(max(stream_version), 0) FROM events "
-    "WHERE stream_id = s)) FROM unnest({streams}::text[]) AS s), '{{}}')"
 )
 
 

@@ -255,8 +255,20 @@ _COLUMNS = (
 )
 
 
+def _version_of(stream: str) -> str:
+    """A stream's version (0: no events yet) as an SQL expression; `stream` is a parameter or
+    a column of the caller's statement."""
+    return f"(SELECT coalesce(max(v.stream_version), 0) FROM events AS v WHERE v.stream_id = {stream})"
+
+
+def versions_of(streams: str) -> str:
+    """The versions of the streams in the text[] parameter `streams`, as one JSON object, an
+    expression for a statement of the caller's own (a batch reads them with its lock)."""
+    return f"coalesce((SELECT json_object_agg(s, {_version_of('s')}) FROM unnest({streams}::text[]) AS s), '{{}}')"
+
+
 _VERSION_AND_HEAD = (
-    "SELECT (SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1) AS version, "
+    f"SELECT {_version_of('$1')} AS version, "
     "h.global_position, h.chain_hash FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
     "SELECT global_position, chain_hash FROM events ORDER BY global_position DESC LIMIT 1"
     ") AS h ON true"
@@ -277,7 +289,7 @@ _INSERT = (
 _GUARDED_INSERT = (
     "WITH head AS (SELECT global_position, chain_hash FROM events "
     "ORDER BY global_position DESC LIMIT 1), "
-    "version AS (SELECT coalesce(max(stream_version), 0) AS v FROM events WHERE stream_id = $15), "
+    f"version AS (SELECT {_version_of('$15')} AS v), "
     "checks AS (SELECT (SELECT v FROM version) AS version, "
     "coalesce((SELECT global_position FROM head), 0) = $17 "
     f"AND coalesce((SELECT chain_hash FROM head), '{chain.GENESIS}') = $18 AS head_ok), "
@@ -296,8 +308,7 @@ _DEFERRED_CTES = (
     "checks AS (SELECT coalesce((SELECT global_position FROM head), 0) = $17 "
     f"AND coalesce((SELECT chain_hash FROM head), '{chain.GENESIS}') = $18 "
     "AND NOT EXISTS (SELECT 1 FROM unnest($15::text[], $16::int[]) AS e(stream_id, version) "
-    "WHERE (SELECT coalesce(max(stream_version), 0) FROM events AS v WHERE v.stream_id = e.stream_id) "
-    "<> e.version) AS ok), "
+    f"WHERE {_version_of('e.stream_id')} <> e.version) AS ok), "
     f"appended AS (INSERT INTO events ({_COLUMNS}, chain_hash) {_UNNEST} AS rows "
     "WHERE (SELECT ok FROM checks) RETURNING 1)"
 )
@@ -352,9 +363,7 @@ class EventStore:
         self.source = source
 
     async def stream_version(self, conn: asyncpg.Connection, stream_id: str) -> int:
-        return await conn.fetchval(
-            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream_id
-        )
+        return await conn.fetchval(f"SELECT {_version_of('$1')}", stream_id)
 
     async def append(
         self,
