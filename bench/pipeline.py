@@ -88,6 +88,7 @@ async def saturated(driver: Driver, work: Workload, seconds: float, databases: d
                     pids: dict[str, int] | None = None) -> dict:
     start = len(driver.sent)
     batching_before = await batching(driver, work.service)
+    consuming_before = await consuming(driver, work.consumer[0])
     cpu_before = cpu_seconds(pids or {})
     first = time.time()
 
@@ -104,7 +105,7 @@ async def saturated(driver: Driver, work: Workload, seconds: float, databases: d
     await wait_for_quiet(databases, still=1.0)
     cpu = cpu_ms_per(cpu_before, cpu_seconds(pids or {}), len(driver.sent) - start)
     batching_after = await batching(driver, work.service)
-    batches = batching_after["batches"] - batching_before["batches"]
+    consuming_after = await consuming(driver, work.consumer[0])
     sent = [s for s in driver.sent[start:] if s.ok]
     arrived = await inbox_arrivals(databases[work.consumer[0]], work.consumer[1])
     times = [arrived[str(s.command_id)] for s in sent if str(s.command_id) in arrived]
@@ -117,8 +118,8 @@ async def saturated(driver: Driver, work: Workload, seconds: float, databases: d
         "end_to_end_per_second": round(len(times) / e2e_seconds, 1),
         "in_flight": driver.size,
         "cpu_ms_per_command": cpu,
-        "mean_batch": round((batching_after["batched"] - batching_before["batched"]) / batches, 1)
-        if batches else None,
+        "mean_batch": mean_batch(batching_before, batching_after),
+        "consumer_mean_batch": mean_batch(consuming_before, consuming_after),
     }
 
 
@@ -128,10 +129,23 @@ async def batching(driver: Driver, service: str) -> dict:
     return reply.result["commands"]
 
 
+async def consuming(driver: Driver, service: str) -> dict:
+    """How many deliveries a service's consumers took in how many batches so far."""
+    reply, _ = await driver.send(service, "Health", {}, tenant="-", record=False)
+    consumers = reply.result["consumers"].values()
+    return {"batches": sum(c["batches"] for c in consumers), "batched": sum(c["applied"] for c in consumers)}
+
+
+def mean_batch(before: dict, after: dict) -> float | None:
+    batches = after["batches"] - before["batches"]
+    return round((after["batched"] - before["batched"]) / batches, 2) if batches else None
+
+
 async def paced(driver: Driver, work: Workload, rate: float, seconds: float, databases: dict[str, str],
                 pids: dict[str, int] | None = None) -> dict:
     """Open loop at `rate` commands per second for `seconds`; the CPU each process spent per
-    command at that rate (batches are smaller than when saturated, so each costs more)."""
+    command at that rate, and the batches' sizes (smaller than when saturated, so each command
+    costs more)."""
     start = len(driver.sent)
     count = int(rate * seconds)
     scheduled: dict[str, float] = {}
@@ -142,11 +156,15 @@ async def paced(driver: Driver, work: Workload, rate: float, seconds: float, dat
         _, sent = await driver.send(work.service, work.command, payload, tenant=tenant, person=person)
         scheduled[str(sent.command_id)] = at
 
+    batching_before = await batching(driver, work.service)
+    consuming_before = await consuming(driver, work.consumer[0])
     cpu_before = cpu_seconds(pids or {})
     with StorageStalls() as stalls:
         await open_loop(rate, count, f"ours: {work.command}, paced at {rate:.0f}/s", one)
     await wait_for_quiet(databases, still=1.0)
     cpu = cpu_ms_per(cpu_before, cpu_seconds(pids or {}), count)
+    batching_after = await batching(driver, work.service)
+    consuming_after = await consuming(driver, work.consumer[0])
     sent = [s for s in driver.sent[start:] if s.ok]
     arrived = await inbox_arrivals(databases[work.consumer[0]], work.consumer[1])
     raw = {"reply": [s.seconds + (s.sent_at - scheduled.get(str(s.command_id), s.sent_at)) for s in sent],
@@ -156,6 +174,9 @@ async def paced(driver: Driver, work: Workload, rate: float, seconds: float, dat
         "reply": summary(raw["reply"]),
         "to_projection": summary(raw["to_projection"], of=len(sent)),
         "cpu_ms_per_command": cpu, "storage": stalls.figures(), RAW: raw,
+        # Commands per transaction, and events per consumer batch: smaller than saturated.
+        "mean_batch": mean_batch(batching_before, batching_after),
+        "consumer_mean_batch": mean_batch(consuming_before, consuming_after),
     }
 
 

@@ -187,6 +187,7 @@ class EventConsumer:
         self.applied_in_one_statement = 0
         self.duplicates = 0
         self.largest_batch = 0
+        self.batches = 0  # deliveries taken together (one or many)
 
     def register(self, broker: RabbitBroker) -> None:
         queue = RabbitQueue(
@@ -257,6 +258,7 @@ class EventConsumer:
             while len(batch) < self._prefetch and not self._arrived.empty():
                 batch.append(self._arrived.get_nowait())
             self.largest_batch = max(self.largest_batch, len(batch))
+            self.batches += 1
             try:
                 await self._handle_batch(batch)
             except asyncio.CancelledError:

@@ -246,7 +246,7 @@ class ServiceRuntime:
             report["database"] = f"down: {type(exc).__name__}"
         report["relay_published"] = self.relay.published if self.relay else 0
         report["consumers"] = {
-            c.queue: {"applied": c.applied, "duplicates": c.duplicates} for c in self.consumers
+            c.queue: {"applied": c.applied, "duplicates": c.duplicates, "batches": c.batches} for c in self.consumers
         }
         if self.batcher is not None:
             dispatcher = self.batcher.dispatcher
