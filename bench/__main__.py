@@ -135,10 +135,10 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
                         databases: dict[str, str], pids: dict[str, int], skip: set[str] = frozenset(),
                         baseline: Baseline | None = None, baseline_runs: list | None = None,
                         fanout: Baseline | None = None) -> dict:
-    """Each workload (those not in `skip`) saturated `BENCH_ROUNDS` times, each time followed by
-    its baseline saturated (so each ratio compares two runs a few seconds apart: the machine's
-    speed drifts by more than the differences measured), then as many paced rounds at half the
-    median rate it sustained, each followed by the baseline's. Directory changes, consumed by four services, are paired with the fan-out
+    """Each workload (those not in `skip`) in `BENCH_ROUNDS` rounds: saturated, its baseline
+    saturated (so each ratio compares two runs a few seconds apart: the machine's speed drifts
+    by more than the differences measured), then each paced at half the rate it has just
+    sustained. Directory changes, consumed by four services, are paired with the fan-out
     baseline (as many consumers) and also compared with the one-consumer baseline's median."""
     saturate, paced = env_int("BENCH_SATURATE_SECONDS", 10), paced_seconds()
     rounds = max(1, env_int("BENCH_ROUNDS", 3))
@@ -158,11 +158,26 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
             say(f"Our pipeline through commands: {work.label}…")
             measure = lambda work=work: pipeline.saturated(driver, work, saturate, databases, pids)  # noqa: E731
         paired = fanout if name == "directory_changes" and fanout is not None else baseline
-        runs, base_runs = [], []
+        # Each saturated round is followed by the paired baseline's, then by a paced round of
+        # ours at half the rate ours just sustained and one of the baseline at half its own:
+        # this machine's speed drifts by half within minutes, so half of a rate measured
+        # minutes before may be most of what it sustains by then. BENCH_PACED_RATE compares
+        # versions of the code at one rate, whatever each sustains. The paced rounds are pooled:
+        # a storage hiccup (every commit waits for its flush) then weighs on a longer
+        # measurement, and on the baseline's beside it.
+        fixed_rate = float(os.environ.get("BENCH_PACED_RATE") or 0)
+        runs, base_runs, half, base_half = [], [], [], []
         for _ in range(rounds):
             runs.append(await measure())
             if paired is not None:
                 base_runs.append(await paired.saturated(saturate, producers=driver.size))
+            rate = fixed_rate or runs[-1]["end_to_end_per_second"] / 2
+            if work is direct:
+                half.append(await pipeline.direct_paced(direct, databases["roster"], rate, paced, databases))
+            else:
+                half.append(await pipeline.paced(driver, work, rate, paced, databases, pids))
+            if paired is not None:
+                base_half.append(await paired.paced(base_runs[-1]["end_to_end_per_second"] / 2, paced))
         full = median_run(runs)
         full["rounds_per_second"] = [r["end_to_end_per_second"] for r in runs]
         # Every round as measured, so that a round far from the others can be looked into.
@@ -177,20 +192,6 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
             figures["baseline_rounds"] = base_runs
             figures["ratio_rounds"] = [round(o["end_to_end_per_second"] / b["end_to_end_per_second"], 2)
                                        for o, b in zip(runs, base_runs, strict=True)]
-        # Paced rounds, each followed by the paired baseline's at half its own rate, pooled: a
-        # storage hiccup (every commit waits for its flush) or the machine slowing down then
-        # weighs on a longer measurement, and on the baseline's beside it. BENCH_PACED_RATE
-        # compares versions of the code at one rate, whatever each sustains.
-        rate = float(os.environ.get("BENCH_PACED_RATE") or full["end_to_end_per_second"] / 2)
-        base_rate = median_run(base_runs)["end_to_end_per_second"] / 2 if base_runs else None
-        half, base_half = [], []
-        for _ in range(rounds):
-            if work is direct:
-                half.append(await pipeline.direct_paced(direct, databases["roster"], rate, paced, databases))
-            else:
-                half.append(await pipeline.paced(driver, work, rate, paced, databases, pids))
-            if base_rate:
-                base_half.append(await paired.paced(base_rate, paced))
         figures["half_rate"] = pooled(half)
         if base_half:
             figures["baseline_half_rate"] = pooled(base_half)
@@ -208,7 +209,8 @@ def paced_figures(h: dict) -> str:
     line = f"p50 {h['to_projection']['p50_ms']} ms, p99 {h['to_projection']['p99_ms']} ms"
     rounds = h.get("rounds") or []
     if len(rounds) > 1:
-        line += " (rounds " + " / ".join(f"{r['to_projection']['p99_ms']}" for r in rounds) + ")"
+        line += (" (rounds " + " / ".join(f"{r['to_projection']['p99_ms']}" for r in rounds)
+                 + " at " + " / ".join(f"{r['rate']:g}" for r in rounds) + "/s)")
     if h.get("storage"):
         line += (f"; storage held everything up {h['storage']['stalled_ms']:g} ms in all, at worst "
                  f"{h['storage']['worst_100ms_stalled_ms']:g} ms of 100")
@@ -333,7 +335,9 @@ def table(results: dict) -> str:
             rows.append((f"ours {name}: CPU ms each at {h['rate']}/s", ", ".join(
                 f"{k} {v}" for k, v in h["cpu_ms_per_command"].items() if v >= 0.05)))
         if s.get("mean_batch"):
-            rows.append((f"ours {name}: batches", f"{s['mean_batch']} commands per transaction on average"))
+            rows.append((f"ours {name}: batches", f"{s['mean_batch']} commands per transaction, "
+                                                  f"{s.get('consumer_mean_batch')} events per consumer batch; at "
+                                                  f"{h['rate']}/s {h.get('mean_batch')} and {h.get('consumer_mean_batch')}"))
     if base:
         s, h = base["saturated"], base["half_rate"]
         rounds = f" (median of {', '.join(f'{r:g}' for r in base['rounds_per_second'])})" \

@@ -84,8 +84,9 @@ RAW = "_latencies"
 
 
 def pooled(rounds: list[dict]) -> dict:
-    """Paced rounds as one measurement: percentiles over every round's latencies, CPU per
-    command averaged, the storage stalls added up, and each round's own figures."""
+    """Paced rounds as one measurement: percentiles over every round's latencies, rates, CPU
+    per command and batch sizes averaged, the storage stalls added up, and each round's own
+    figures."""
     out = {k: v for k, v in rounds[0].items() if k != RAW}
     for key in rounds[0][RAW]:
         values = [v for r in rounds for v in r[RAW][key]]
@@ -94,6 +95,12 @@ def pooled(rounds: list[dict]) -> dict:
     for count in ("commands", "events", "refused"):
         if count in out:
             out[count] = sum(r[count] for r in rounds)
+    # Each round at half the rate sustained just before it: the rate here is their mean.
+    out["rate"] = round(sum(r["rate"] for r in rounds) / len(rounds), 1)
+    for batch in ("mean_batch", "consumer_mean_batch"):
+        sizes = [r[batch] for r in rounds if r.get(batch)]
+        if sizes:
+            out[batch] = round(sum(sizes) / len(sizes), 2)
     cpu = [r["cpu_ms_per_command"] for r in rounds if r.get("cpu_ms_per_command")]
     if cpu:
         out["cpu_ms_per_command"] = {k: round(sum(c[k] for c in cpu) / len(cpu), 2) for k in cpu[0]}
@@ -113,25 +120,31 @@ def _round(value: float | None) -> float | None:
 
 async def wait_for_quiet(databases: dict[str, str], timeout: float = 120.0, still: float = 2.0) -> bool:
     """Until no service's inbox or event store has grown for `still` seconds (everything
-    published was consumed, and what consumers appended was consumed in turn)."""
+    published was consumed, and what consumers appended was consumed in turn).
+
+    Asked on one connection per database, of the inbox's sequence and the store's primary key:
+    the benchmark counts the CPU each process spends until then, and a new connection (a
+    server process started) or a count of the inbox every quarter second would be most of
+    PostgreSQL's share at half rate."""
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        counts = []
-        for url in databases.values():
-            conn = await asyncpg.connect(url)
-            try:
-                counts.append(await conn.fetchval(
-                    "SELECT (SELECT count(*) FROM inbox) * 1000003 + (SELECT coalesce(max(global_position), 0) "
-                    "FROM events) + (SELECT coalesce(sum(position), 0) FROM relay_checkpoint)"))
-            finally:
-                await conn.close()
-        if counts != last:
-            last, since = counts, time.monotonic()
-        elif time.monotonic() - since >= still:
-            return True
-        await asyncio.sleep(0.25)
-    return False
+    connections = [await asyncpg.connect(url) for url in databases.values()]
+    try:
+        while time.monotonic() < deadline:
+            counts = [await conn.fetchval(
+                "SELECT coalesce((SELECT last_value FROM pg_sequences WHERE schemaname = current_schema() "
+                "AND sequencename = 'inbox_seq_seq'), 0) * 1000003 "
+                "+ (SELECT coalesce(max(global_position), 0) FROM events) "
+                "+ (SELECT coalesce(sum(position), 0) FROM relay_checkpoint)") for conn in connections]
+            if counts != last:
+                last, since = counts, time.monotonic()
+            elif time.monotonic() - since >= still:
+                return True
+            await asyncio.sleep(0.25)
+        return False
+    finally:
+        for conn in connections:
+            await conn.close()
 
 
 def consumers_of(service: str) -> list[tuple[str, str]]:
