@@ -30,6 +30,7 @@ from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.schemas import Channel
 from opentelemetry import context as otel_context
 
+from shared.acks import AckCoalescer
 from shared.contracts import Envelope, decode
 from shared.observability import get_logger
 from shared.eventstore import together
@@ -164,6 +165,7 @@ class EventConsumer:
         attempts: int = 5,
         backoff_seconds: float = 0.05,
         prefetch: int = 200,
+        acks: AckCoalescer | None = None,
     ) -> None:
         self.namespace = namespace
         self.subscription = subscription
@@ -174,6 +176,7 @@ class EventConsumer:
         self._attempts = attempts
         self._backoff = backoff_seconds
         self._prefetch = max(1, prefetch)
+        self._acks = acks or AckCoalescer(delay=0)
         self._arrived: asyncio.Queue[_Arrival] = asyncio.Queue()  # released, in delivery order
         self._early: dict[int, _Arrival] = {}  # arrived before a message delivered earlier
         self._channel_id: int | None = None
@@ -270,6 +273,7 @@ class EventConsumer:
                               queue=self.queue)
                 for arrival in batch:
                     if not arrival.message.processed:
+                        self._acks.settled(arrival.message)
                         try:
                             await arrival.message.nack(requeue=True)
                         except Exception:  # noqa: BLE001 - channel gone: redelivered anyway
@@ -286,15 +290,16 @@ class EventConsumer:
             self._careful = False
             await self._speed_up(message)
             return
-        await message.ack()
+        await self._acks.ack(message)
 
     async def _ack_all(self, arrivals: list[_Arrival], handled: list) -> None:
         """Acknowledge the messages of a batch handled (the undecodable ones among `arrivals`
-        are acknowledged already): with one frame when the batch holds consecutive tags of one
+        are acknowledged already): together with those of the batches around it (`AckCoalescer`),
+        or, acknowledging at once, with one frame when the batch holds consecutive tags of one
         channel, as the in-order release gives, since every earlier tag was acknowledged with
         an earlier batch; else one by one."""
         tags = [a.message.delivery_tag for a in arrivals]
-        if (not self._careful and len({id(a.message.channel) for a in arrivals}) == 1
+        if (self._acks.immediate and not self._careful and len({id(a.message.channel) for a in arrivals}) == 1
                 and max(tags) - min(tags) + 1 == len(tags)):
             await handled[-1].ack(multiple=True)
             return
@@ -310,6 +315,7 @@ class EventConsumer:
         no public call for this: the queue object and consumer tag its `start` sets (and its
         `stop` uses) are reused the same way."""
         sub = self._subscriber
+        self._acks.settled(held)
         if self._prefetch == 1 or sub is None or sub._queue_obj is None:
             await held.ack()
             return

@@ -18,6 +18,7 @@ from faststream.rabbit.schemas import Channel
 from faststream.middlewares import AckPolicy
 
 from shared import topology
+from shared.acks import AckCoalescer
 from shared.auth import TokenVerifier
 from shared.commands import CommandBatcher, CommandDispatcher, CommandRouter, Reply
 from shared.consumer import DeadLetters, EventConsumer, current_message, raw_body
@@ -57,6 +58,7 @@ class ServiceRuntime:
         self.consumers: list[EventConsumer] = []
         self.batcher: CommandBatcher | None = None
         self.relay: OutboxRelay | None = None
+        self.acks = AckCoalescer(settings.ack_delay_seconds)
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._relay_task: asyncio.Task | None = None
         self._background_tasks: list[asyncio.Task] = []
@@ -88,6 +90,7 @@ class ServiceRuntime:
         if settings.declare_topology:
             await topology.declare(channel, settings.namespace)
         dead_letters = DeadLetters(channel, settings.dead_letter_exchange)
+        self.acks = AckCoalescer(settings.ack_delay_seconds)  # a stopped one acknowledges at once
 
         self.broker = service_broker(settings.amqp_url, provider)
         dispatcher = CommandDispatcher(
@@ -109,7 +112,7 @@ class ServiceRuntime:
             projection = self.definition.consumed_projections[sub.name]
             consumer = EventConsumer(
                 settings.namespace, sub, projection, self._get_pool, dead_letters,
-                attempts=settings.handler_attempts, prefetch=settings.event_batch,
+                attempts=settings.handler_attempts, prefetch=settings.event_batch, acks=self.acks,
             )
             consumer.register(self.broker)
             self.consumers.append(consumer)
@@ -198,7 +201,7 @@ class ServiceRuntime:
                     content_type=raw.content_type, message_id=raw.message_id,
                     correlation_id=raw.correlation_id,
                 )
-            await raw.ack()
+            await self.acks.ack(raw)
 
     def chain_key(self):
         """This service's checkpoint key (development: created beside the code on first use)."""
@@ -273,6 +276,7 @@ class ServiceRuntime:
                 await self._relay_task
             except (asyncio.CancelledError, Exception):
                 pass
+        await self.acks.flush()  # and the messages finishing below are acknowledged at once
         if self.broker is not None:
             await self.broker.stop()  # lets the messages under way finish
         if self.batcher is not None:

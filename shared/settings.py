@@ -39,6 +39,8 @@ class Settings:
     command_batch: int = 32  # commands decided together in one transaction, at most
     event_batch: int = 200  # events an event consumer holds and applies in one transaction
     handler_attempts: int = 5
+    # Deliveries acknowledged together within this long (0: each at once; see shared.acks).
+    ack_delay_seconds: float = 0.02
     command_timeout_seconds: float = 10.0
     # Off where an administrator provisions the broker (least-privilege users cannot declare
     # other services' queues); the definitions then come from `python -m ops.broker_definitions`.
@@ -85,6 +87,7 @@ class Settings:
             event_batch=int(_env("WFH_EVENT_BATCH", str(cls.event_batch))),
             command_batch=int(_env("WFH_COMMAND_BATCH", str(cls.command_batch))),
             handler_attempts=int(_env("WFH_HANDLER_ATTEMPTS", str(cls.handler_attempts))),
+            ack_delay_seconds=float(_env("WFH_ACK_DELAY_SECONDS", str(cls.ack_delay_seconds))),
             chain_key_file=_env("WFH_CHAIN_KEY_FILE", f".run/chain-keys/{service}.pem"),
             chain_checkpoint_seconds=float(_env("WFH_CHAIN_CHECKPOINT_SECONDS", "60")),
             metrics_sample_seconds=float(_env("WFH_METRICS_SAMPLE_SECONDS", "5")),

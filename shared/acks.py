@@ -1,0 +1,133 @@
+"""Acknowledgements sent together: one `basic.ack` with `multiple` for the deliveries of a
+channel handled within a few milliseconds, instead of a frame for each.
+
+A quorum queue writes every acknowledgement to its log, and at a few hundred messages a second
+(most of them alone) that was a quarter of RabbitMQ's CPU per message here: one ack sent per
+20 ms for a paced stream cost it 0.86-0.91 ms of CPU per message against 1.12-1.22 ms with
+one ack each (a quorum queue at 173 messages/s). A delivery's ack waits at most `delay`; a
+process that dies meanwhile has those deliveries redelivered, which handlers already expect
+(the inbox and the stored replies answer them).
+
+`multiple` acknowledges every delivery of the channel up to the tag, so it is sent only up to
+the last tag below which every delivery was settled here: a delivery still being handled holds
+back the acknowledgement of those after it (commands are answered out of order), which are
+acknowledged one by one once they have waited `longest`. A delivery settled some other way
+(rejected, requeued, its handler cancelled) is `settled` here so that it holds nothing back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from shared.observability import get_logger
+
+ACK_DELAY = 0.02
+log = get_logger("wfh.acks")
+
+
+@dataclass
+class _Channel:
+    channel: object
+    upto: int = 0  # every delivery up to this tag is acknowledged or settled otherwise
+    waiting: dict[int, tuple[object, float]] = field(default_factory=dict)  # tag -> (message, since)
+    settled: set[int] = field(default_factory=set)  # above `upto`, settled apart
+
+
+class AckCoalescer:
+    def __init__(self, delay: float = ACK_DELAY, longest: float | None = None) -> None:
+        self.delay = delay
+        self.longest = longest if longest is not None else 5 * delay
+        self._channels: dict[int, _Channel] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task] = set()
+        self.immediate = delay <= 0
+        self.frames = 0  # acknowledgements sent (each may cover many deliveries)
+
+    def _of(self, message) -> _Channel:
+        state = self._channels.get(id(message.channel))
+        if state is None or state.channel is not message.channel:  # a new or restored channel
+            state = self._channels[id(message.channel)] = _Channel(message.channel)
+        return state
+
+    async def ack(self, message) -> None:
+        """Acknowledge `message` within `delay` (at once when `immediate`)."""
+        if self.immediate:
+            self.frames += 1
+            await message.ack()
+            return
+        loop = asyncio.get_running_loop()
+        self._of(message).waiting[message.delivery_tag] = (message, loop.time())
+        if self._timer is None:
+            self._timer = loop.call_later(self.delay, self._send_due)
+
+    def settled(self, message) -> None:
+        """`message` was acknowledged or rejected some other way."""
+        if self.immediate:
+            return
+        state = self._of(message)
+        if message.delivery_tag > state.upto:
+            state.settled.add(message.delivery_tag)
+
+    @staticmethod
+    def _advance(state: _Channel) -> object | None:
+        """Move `upto` past the settled tags that follow it; the waiting message of the highest
+        tag passed, whose `multiple` ack covers them."""
+        last = None
+        while True:
+            tag = state.upto + 1
+            if tag in state.settled:
+                state.settled.discard(tag)
+            elif tag in state.waiting:
+                last = state.waiting.pop(tag)[0]
+            else:
+                return last
+            state.upto = tag
+
+    def _send_due(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        sends = []
+        for key, state in list(self._channels.items()):
+            if getattr(state.channel, "is_closed", False):  # its deliveries come back anyway
+                del self._channels[key]
+                continue
+            last = self._advance(state)
+            if last is not None:
+                sends.append((last, True))
+            for tag, (message, since) in sorted(state.waiting.items()):
+                if now - since >= self.longest:  # held back by a delivery not settled yet
+                    del state.waiting[tag]
+                    state.settled.add(tag)
+                    sends.append((message, False))
+        if sends:
+            task = asyncio.get_running_loop().create_task(self._send(sends))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        if any(state.waiting for state in self._channels.values()):
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self._send_due)
+
+    async def _send(self, sends: list) -> None:
+        for message, multiple in sends:
+            self.frames += 1
+            try:
+                await message.ack(multiple=multiple)
+            except Exception as exc:  # noqa: BLE001 - the channel is gone: redelivered anyway
+                log.warning("acknowledgement not sent", error=repr(exc))
+
+    async def flush(self) -> None:
+        """Send what waits, and acknowledge at once from now on (the service is stopping)."""
+        self.immediate = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        sends = []
+        for state in self._channels.values():
+            last = self._advance(state)
+            if last is not None:
+                sends.append((last, True))
+            sends.extend((message, False) for message, _ in state.waiting.values())
+            state.waiting.clear()
+        await self._send(sends)
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
