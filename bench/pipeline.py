@@ -123,16 +123,19 @@ async def saturated(driver: Driver, work: Workload, seconds: float, databases: d
     }
 
 
+async def _health(driver: Driver, service: str) -> dict:
+    reply, _ = await driver.send(service, "Health", {}, tenant="-", record=False)
+    return reply.result
+
+
 async def batching(driver: Driver, service: str) -> dict:
     """How many transactions a service's commands were decided in so far (its Health report)."""
-    reply, _ = await driver.send(service, "Health", {}, tenant="-", record=False)
-    return reply.result["commands"]
+    return (await _health(driver, service))["commands"]
 
 
 async def consuming(driver: Driver, service: str) -> dict:
     """How many deliveries a service's consumers took in how many batches so far."""
-    reply, _ = await driver.send(service, "Health", {}, tenant="-", record=False)
-    consumers = reply.result["consumers"].values()
+    consumers = (await _health(driver, service))["consumers"].values()
     return {"batches": sum(c["batches"] for c in consumers), "batched": sum(c["applied"] for c in consumers)}
 
 

@@ -84,22 +84,29 @@ class AckCoalescer:
                 return last
             state.upto = tag
 
-    def _send_due(self) -> None:
-        self._timer = None
+    def _due(self, waited: float) -> list[tuple[object, bool]]:
+        """The acks to send now: per channel, one `multiple` up to the last tag below which
+        everything is settled, and one each for the deliveries held back that have waited
+        `waited` seconds (a channel closed is forgotten: its deliveries come back anyway)."""
         now = asyncio.get_running_loop().time()
         sends = []
         for key, state in list(self._channels.items()):
-            if getattr(state.channel, "is_closed", False):  # its deliveries come back anyway
+            if getattr(state.channel, "is_closed", False):
                 del self._channels[key]
                 continue
             last = self._advance(state)
             if last is not None:
                 sends.append((last, True))
             for tag, (message, since) in sorted(state.waiting.items()):
-                if now - since >= self.longest:  # held back by a delivery not settled yet
+                if now - since >= waited:
                     del state.waiting[tag]
                     state.settled.add(tag)
                     sends.append((message, False))
+        return sends
+
+    def _send_due(self) -> None:
+        self._timer = None
+        sends = self._due(self.longest)
         if sends:
             task = asyncio.get_running_loop().create_task(self._send(sends))
             self._sending.add(task)
@@ -121,13 +128,7 @@ class AckCoalescer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        sends = []
-        for state in self._channels.values():
-            last = self._advance(state)
-            if last is not None:
-                sends.append((last, True))
-            sends.extend((message, False) for message, _ in state.waiting.values())
-            state.waiting.clear()
+        sends = self._due(0.0)
         await self._send(sends)
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)

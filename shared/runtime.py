@@ -58,7 +58,7 @@ class ServiceRuntime:
         self.consumers: list[EventConsumer] = []
         self.batcher: CommandBatcher | None = None
         self.relay: OutboxRelay | None = None
-        self.acks = AckCoalescer(settings.ack_delay_seconds)
+        self.acks: AckCoalescer | None = None
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._relay_task: asyncio.Task | None = None
         self._background_tasks: list[asyncio.Task] = []
@@ -90,7 +90,7 @@ class ServiceRuntime:
         if settings.declare_topology:
             await topology.declare(channel, settings.namespace)
         dead_letters = DeadLetters(channel, settings.dead_letter_exchange)
-        self.acks = AckCoalescer(settings.ack_delay_seconds)  # a stopped one acknowledges at once
+        self.acks = AckCoalescer(settings.ack_delay_seconds)
 
         self.broker = service_broker(settings.amqp_url, provider)
         dispatcher = CommandDispatcher(
@@ -276,7 +276,8 @@ class ServiceRuntime:
                 await self._relay_task
             except (asyncio.CancelledError, Exception):
                 pass
-        await self.acks.flush()  # and the messages finishing below are acknowledged at once
+        if self.acks is not None:
+            await self.acks.flush()  # and the messages finishing below are acknowledged at once
         if self.broker is not None:
             await self.broker.stop()  # lets the messages under way finish
         if self.batcher is not None:
