@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared import topology
-from shared.commands import CommandError, CommandRequest, Reply
+from shared.commands import MAX_BATCH, CommandError, CommandRequest, Reply
+from shared.settings import COMMANDS_HEADER
 from shared.contracts import Envelope, registered_events
 
 DOCS = Path(__file__).parents[1] / "docs" / "asyncapi"
@@ -93,11 +94,33 @@ def document(service: str) -> dict:
             },
         }
         command_messages[key] = {"$ref": f"#/components/messages/{key}"}
+    messages["commands"] = {
+        "name": "Commands", "title": "Several commands in one message",
+        "summary": f"Up to {MAX_BATCH} commands or queries, each with its own headers (its trace context), "
+                   "answered by one reply holding their replies in order (`Replies`); malformed as a whole, "
+                   "by one `Reply`. Delivered again, it is split into messages of one command each, answered "
+                   "one by one to the same reply-to queue and correlation id.",
+        "contentType": "application/json",
+        "headers": {"type": "object", "required": [COMMANDS_HEADER], "properties": {
+            COMMANDS_HEADER: {"type": "integer", "minimum": 1, "maximum": MAX_BATCH}}},
+        "payload": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
+            "type": "object", "required": ["command"], "properties": {
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "command": {"$ref": "#/components/schemas/CommandRequest"},
+            }}},
+    }
+    command_messages["commands"] = {"$ref": "#/components/messages/commands"}
     messages["reply"] = {
         "name": "Reply", "title": "Reply",
         "summary": "The result, or an error with a code, a Vietnamese message and an English one.",
         "contentType": "application/json",
         "payload": {"$ref": "#/components/schemas/Reply"},
+    }
+    messages["replies"] = {
+        "name": "Replies", "title": "Replies to several commands",
+        "summary": "The replies to a message of several commands, in its order.",
+        "contentType": "application/json",
+        "payload": {"type": "array", "items": {"$ref": "#/components/schemas/Reply"}},
     }
     channels["commands"] = {
         "address": f"{NAMESPACE}.{service}.commands",
@@ -107,7 +130,8 @@ def document(service: str) -> dict:
     }
     channels["replies"] = {
         "address": None, "description": "The requester's reply-to queue (direct reply-to).",
-        "messages": {"reply": {"$ref": "#/components/messages/reply"}},
+        "messages": {"reply": {"$ref": "#/components/messages/reply"},
+                     "replies": {"$ref": "#/components/messages/replies"}},
     }
     operations["handleCommand"] = {
         "action": "receive",
@@ -115,7 +139,8 @@ def document(service: str) -> dict:
         "summary": f"The {service} service answers each command or query with one reply.",
         "messages": [{"$ref": f"#/channels/commands/messages/{k}"} for k in command_messages],
         "reply": {"channel": {"$ref": "#/channels/replies"},
-                  "messages": [{"$ref": "#/channels/replies/messages/reply"}]},
+                  "messages": [{"$ref": "#/channels/replies/messages/reply"},
+                               {"$ref": "#/channels/replies/messages/replies"}]},
     }
 
     def event_message(name: str, cls) -> dict:

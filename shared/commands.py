@@ -370,8 +370,19 @@ class CommandDispatcher:
         raw: Any = None
         try:
             raw = json.loads(body)
+        except ValueError as exc:
+            return Reply.failure(
+                None, "malformed", "Lệnh không đúng định dạng.",
+                "The command is malformed.", reason=_validation_text(exc),
+            )
+        return self.accept(raw)
+
+    def accept(self, raw: Any) -> Reply | Accepted:
+        """The reply to a command read from JSON (`raw`) refused before the database, or the
+        command to run, in the current trace context."""
+        try:
             request = CommandRequest.model_validate(raw)
-        except (ValueError, ValidationError) as exc:
+        except ValidationError as exc:
             return Reply.failure(
                 _command_id_of(raw), "malformed", "Lệnh không đúng định dạng.",
                 "The command is malformed.", reason=_validation_text(exc),
@@ -797,14 +808,21 @@ class CommandBatcher:
         self.largest_batch = 0
 
     async def decide(self, accepted: Accepted, alone: bool = False) -> Reply:
-        reply = asyncio.get_running_loop().create_future()
-        self._waiting.append((accepted, reply, alone))
+        return (await self.decide_many([accepted], alone))[0]
+
+    async def decide_many(self, commands: Sequence[Accepted], alone: bool = False) -> list[Reply]:
+        """Each command's reply, in order; those not `alone` may be decided in one transaction."""
+        loop = asyncio.get_running_loop()
+        replies = [loop.create_future() for _ in commands]
+        self._waiting.extend((accepted, reply, alone) for accepted, reply in zip(commands, replies, strict=True))
         if self._worker is None:
             # Not in this handler's trace context: the worker serves many commands.
             self._worker = asyncio.create_task(self._work(), name="command-worker", context=_untraced())
         # Shielded: a handler cancelled while waiting (the broker stopping) leaves the batch
         # under way intact; its message, not acknowledged, comes back and finds its stored reply.
-        return await asyncio.shield(reply)
+        if len(replies) == 1:
+            return [await asyncio.shield(replies[0])]
+        return list(await asyncio.shield(asyncio.gather(*replies)))
 
     def _take(self) -> list[tuple[Accepted, asyncio.Future, bool]]:
         batch = [self._waiting.popleft()]

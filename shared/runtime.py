@@ -16,11 +16,15 @@ import asyncpg
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.schemas import Channel
 from faststream.middlewares import AckPolicy
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
 
 from shared import topology
 from shared.acks import AckCoalescer
 from shared.auth import TokenVerifier
-from shared.commands import CommandBatcher, CommandDispatcher, CommandRouter, Reply
+from shared.commands import (
+    MAX_BATCH, MAX_COMMAND_BYTES, Accepted, CommandBatcher, CommandDispatcher, CommandRouter, Reply,
+)
 from shared.consumer import DeadLetters, EventConsumer, current_message, raw_body
 from shared.eventstore import EventStore, record_checkpoint
 from shared.metrics import ServiceMetrics
@@ -29,7 +33,7 @@ from shared.observability import configure_logging, consume_spans, get_logger, t
 from shared.projection import Projection
 from shared.relay import OutboxRelay
 from shared.republish import republish_router
-from shared.settings import DATABASE_SESSION, Settings
+from shared.settings import COMMANDS_HEADER, DATABASE_SESSION, Settings
 
 log = get_logger("wfh.runtime")
 
@@ -107,7 +111,7 @@ class ServiceRuntime:
         # Replies go to direct reply-to addresses, where RabbitMQ keeps nothing: a publisher
         # confirm would prove nothing more than the write, and costs both sides a frame each.
         replies = await self._connection.channel(publisher_confirms=False)
-        self._register_commands(dispatcher, replies, dead_letters)
+        self._register_commands(dispatcher, replies, dead_letters, channel)
         for sub in topology.subscriptions_of(settings.service):
             projection = self.definition.consumed_projections[sub.name]
             consumer = EventConsumer(
@@ -149,7 +153,7 @@ class ServiceRuntime:
                 log.exception("background loop crashed, restarting", loop=_name(loop))
                 await asyncio.sleep(1.0)
 
-    def _register_commands(self, dispatcher: CommandDispatcher, replies, dead_letters) -> None:
+    def _register_commands(self, dispatcher: CommandDispatcher, replies, dead_letters, confirmed) -> None:
         queue_name = self.settings.command_queue
         broker_context = self.broker.context
         queue = RabbitQueue(
@@ -169,6 +173,9 @@ class ServiceRuntime:
         )
         async def on_command(body: bytes) -> None:
             raw = current_message(broker_context)
+            if raw.headers and COMMANDS_HEADER in raw.headers:
+                await on_commands(raw, body)
+                return
             started = time.perf_counter()
             accepted = dispatcher.triage(body)
             if isinstance(accepted, Reply):
@@ -201,6 +208,72 @@ class ServiceRuntime:
                     content_type=raw.content_type, message_id=raw.message_id,
                     correlation_id=raw.correlation_id,
                 )
+            await self.acks.ack(raw)
+
+        async def on_commands(raw, body: bytes) -> None:
+            """A message of several commands (`shared.client`): one reply, their replies in order."""
+            started = time.perf_counter()
+            items = _command_items(body)
+            if raw.redelivered and not isinstance(items, Reply):
+                # Its process may have died deciding one of them: each goes back to the queue
+                # as a message of its own, answered where the message was to be, so one that
+                # kills the process reaches the dead letters alone, the others answered.
+                for item in items:
+                    await confirmed.default_exchange.publish(
+                        aio_pika.Message(
+                            json.dumps(item.get("command"), ensure_ascii=False).encode(),
+                            headers=_trace_headers(item), content_type="application/json",
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            correlation_id=raw.correlation_id, reply_to=raw.reply_to,
+                        ),
+                        routing_key=queue_name,
+                    )
+                await self.acks.ack(raw)
+                return
+            if isinstance(items, Reply):
+                answers: list[Reply] = [items]
+            else:
+                accepted = []
+                for item in items:
+                    token = otel_context.attach(propagate.extract(_trace_headers(item)))
+                    try:
+                        accepted.append(dispatcher.accept(item.get("command")))
+                    finally:
+                        otel_context.detach(token)
+                mutating = [a for a in accepted if isinstance(a, Accepted) and a.mutates]
+                queries = [a for a in accepted if isinstance(a, Accepted) and not a.mutates]
+                decided = iter(await batcher.decide_many(mutating) if mutating else ())
+                answered = iter(await asyncio.gather(*(dispatcher.run_query(a) for a in queries)))
+                answers = [a if isinstance(a, Reply) else next(decided) if a.mutates else next(answered)
+                           for a in accepted]
+                if self.metrics is not None:
+                    seconds = time.perf_counter() - started
+                    for a, reply in zip(accepted, answers, strict=True):
+                        kind = a.request.type if isinstance(a, Accepted) else "malformed"
+                        self.metrics.record_command(kind, reply.ok, seconds)
+            if raw.reply_to:
+                await replies.default_exchange.publish(
+                    aio_pika.Message(
+                        body=items.model_dump_json().encode() if isinstance(items, Reply)  # refused whole
+                        else b"[" + b",".join(r.model_dump_json().encode() for r in answers) + b"]",
+                        content_type="application/json",
+                        correlation_id=raw.correlation_id,
+                    ),
+                    routing_key=raw.reply_to,
+                    mandatory=False,  # as for one command's reply
+                )
+            else:
+                for i, reply in enumerate(answers):
+                    if reply.ok:
+                        continue
+                    # Each refused command kept as if it had come alone.
+                    command = body if isinstance(items, Reply) else json.dumps(items[i].get("command")).encode()
+                    await dead_letters.send(
+                        queue_name, dead_letter_body(command, reply), dict(raw.headers or {}),
+                        f"{reply.error.code}: {reply.error.message_en}",
+                        content_type=raw.content_type, message_id=raw.message_id,
+                        correlation_id=raw.correlation_id,
+                    )
             await self.acks.ack(raw)
 
     def chain_key(self):
@@ -328,6 +401,28 @@ def dead_letter_body(body: bytes, reply) -> bytes:
     except (ValueError, TypeError):
         kept = {}
     return json.dumps({**kept, "payload_removed": f"refused ({reply.error.code}): not kept"}).encode()
+
+
+def _command_items(body: bytes) -> list[dict] | Reply:
+    """The commands of a message of several (`[{"headers": {...}, "command": {...}}, ...]`), or
+    the one reply refusing it whole."""
+    try:
+        if len(body) > MAX_COMMAND_BYTES:
+            raise ValueError(f"{len(body)} bytes, at most {MAX_COMMAND_BYTES}")
+        items = json.loads(body)
+        if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
+            raise ValueError(f"not a list of 1 to {MAX_BATCH} commands")
+        if not all(isinstance(i, dict) and isinstance(i.get("headers", {}), dict) for i in items):
+            raise ValueError("each command must be an object with its headers as an object")
+    except ValueError as exc:
+        return Reply.failure(None, "malformed", "Thông điệp gồm nhiều lệnh không đúng định dạng.",
+                             "The message of several commands is malformed.", reason=str(exc)[:300])
+    return items
+
+
+def _trace_headers(item: dict) -> dict[str, str]:
+    """A command's headers in a message of several: text only (its trace context)."""
+    return {k: v for k, v in item.get("headers", {}).items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _command_type(body: bytes) -> str:
