@@ -2,10 +2,12 @@
 
 Prints a table and writes bench/results/latest.json. Settings (environment):
   BENCH_DEPARTMENTS (20)    departments in the province (46 staff each, the demo's divisions)
-  BENCH_CLIENTS (16)        commands in flight (a pool of CommandClient connections)
+  BENCH_CLIENTS (16)        commands in flight (on one CommandClient connection)
   BENCH_SATURATE_SECONDS (10), BENCH_PACED_SECONDS (10)   each saturated and each paced round
   BENCH_ROUNDS (3)          saturated rounds per pipeline, then as many paced ones, each followed by the baseline's
   BENCH_REBUILD_EVENTS (1000000)                          events stored for the rebuild
+  BENCH_PACED_RATE, BENCH_BASELINE_PACED_RATE   pace ours, the baseline, at this rate instead of half
+                                                what each just sustained
   BENCH_SKIP (comma list of: day, pipeline, baseline, rebuild, report, or one pipeline:
              commands, directory_changes, direct_appends)
 """
@@ -166,6 +168,9 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
         # a storage hiccup (every commit waits for its flush) then weighs on a longer
         # measurement, and on the baseline's beside it.
         fixed_rate = float(os.environ.get("BENCH_PACED_RATE") or 0)
+        base_fixed_rate = float(os.environ.get("BENCH_BASELINE_PACED_RATE") or 0)  # with it: ours and
+        # the baseline side by side at one rate, open loop (what each sustains when commands come
+        # on their own, not in the closed loop's step)
         runs, base_runs, half, base_half = [], [], [], []
         for _ in range(rounds):
             runs.append(await measure())
@@ -177,7 +182,7 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
             else:
                 half.append(await pipeline.paced(driver, work, rate, paced, databases, pids))
             if paired is not None:
-                base_half.append(await paired.paced(base_runs[-1]["end_to_end_per_second"] / 2, paced))
+                base_half.append(await paired.paced(base_fixed_rate or base_runs[-1]["end_to_end_per_second"] / 2, paced))
         full = median_run(runs)
         full["rounds_per_second"] = [r["end_to_end_per_second"] for r in runs]
         # Every round as measured, so that a round far from the others can be looked into.

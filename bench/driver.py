@@ -2,8 +2,9 @@
 each one: when it was sent (wall clock, to compare with the services' database timestamps), how
 long its reply took, and how it was answered.
 
-One `CommandClient` (one connection) carries every command; a semaphore sets how many are in
-flight at once.
+One `CommandClient` (one connection) carries every command, as a gateway carries many
+people's: those ready at once, or sent while two messages to a service are unanswered, travel
+together (`shared.client`); a semaphore sets how many are in flight at once.
 """
 
 from __future__ import annotations
