@@ -1,5 +1,6 @@
 """Hostile input against the services running as processes: malformed, oversized, wrongly
-typed, unknown-type and unauthorised commands, and malformed, unknown and invalid events
+typed, unknown-type and unauthorised commands (alone, and together in messages of several,
+with malformed messages of several beside them), and malformed, unknown and invalid events
 published straight to the events exchange. Zero crashes (every service still answers Health),
 every command answered with an error reply carrying a code, every bad event in each bound
 queue's dead-letter queue with its `x-wfh-reason`, and nothing else changed.
@@ -21,7 +22,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from shared import topology
 from shared.auth import DevIdentityProvider
-from shared.commands import MAX_COMMAND_BYTES
+from shared.commands import MAX_BATCH, MAX_COMMAND_BYTES
+from shared.settings import COMMANDS_HEADER, command_queue
 from tests.conftest import AMQP_URL, TENANT
 from tests.faults.harness import DEMO, SERVICES, ProcessWorld, demo_world
 
@@ -94,6 +96,47 @@ def hostile_command(draw, world: ProcessWorld, tokens: dict[str, str]):
     return service, kind, json.dumps(body, default=str).encode()
 
 
+# The body of a message of several commands refused whole: not a list, an empty or too long
+# one, or one with an item that is not an object or whose headers are not an object.
+hostile_several = st.one_of(
+    junk.filter(lambda j: not isinstance(j, list)),
+    st.just([]),
+    st.lists(st.just({"command": {}}), min_size=MAX_BATCH + 1, max_size=MAX_BATCH + 3),
+    st.lists(junk, min_size=1, max_size=4).map(lambda items: [*items, 7]),
+    st.lists(junk.filter(lambda j: not isinstance(j, dict)), min_size=1, max_size=3).map(
+        lambda bad: [{"headers": h, "command": {}} for h in bad]),
+)
+
+
+class Several:
+    """Messages of several commands sent raw, with their header, each reply matched by correlation id."""
+
+    def __init__(self, connection, namespace: str) -> None:
+        self._connection, self._namespace = connection, namespace
+        self._waiting: dict[str, asyncio.Future] = {}
+
+    async def start(self) -> None:
+        self._channel = await self._connection.channel()
+        self._replies = await self._channel.declare_queue(exclusive=True, auto_delete=True)
+        await self._replies.consume(self._on_reply, no_ack=True)
+
+    async def _on_reply(self, message) -> None:
+        waiting = self._waiting.pop(message.correlation_id or "", None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(message.body)
+
+    async def send(self, service: str, body: bytes, timeout: float = 30) -> bytes:
+        import aio_pika
+
+        correlation_id = uuid.uuid4().hex
+        self._waiting[correlation_id] = reply = asyncio.get_running_loop().create_future()
+        await self._channel.default_exchange.publish(
+            aio_pika.Message(body, headers={COMMANDS_HEADER: 1}, correlation_id=correlation_id,
+                             reply_to=self._replies.name, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=command_queue(self._namespace, service))
+        return await asyncio.wait_for(reply, timeout)
+
+
 @st.composite
 def hostile_event(draw, namespace: str):
     key = draw(st.sampled_from(EVENT_KEYS))
@@ -162,7 +205,7 @@ async def run_hostile(world: ProcessWorld, commands: int, events: int) -> dict:
     def run(coro):
         return asyncio.run_coroutine_threadsafe(coro, loop).result(120)
 
-    async def send_batch(batch):
+    async def send_batch(batch, several_junk):
         async def one(service, kind, body):
             try:
                 reply = await world.client.send_raw(service, body, timeout=30)
@@ -173,15 +216,43 @@ async def run_hostile(world: ProcessWorld, commands: int, events: int) -> dict:
                 failures.append(f"{service} {kind}: {reply.model_dump_json()[:300]} for {body[:200]!r}")
             else:
                 replies[(kind, reply.error.code)] += 1
+        async def together(service, batch):
+            """The same commands in one message of several (`x-wfh-commands`): one refusal each,
+            in order; and junk in such a message: refused whole."""
+            items = []
+            for _, _, body in batch:
+                try:
+                    command = json.loads(body)
+                except ValueError:
+                    command = body.decode("utf-8", "replace")
+                items.append({"headers": {"traceparent": "junk"}, "command": command})
+            messages = [(json.dumps(items).encode(), False)] if items else []
+            for body, whole in [*messages, (json.dumps(several_junk).encode(), True)]:
+                try:
+                    answer = json.loads(await several.send(service, body))
+                except Exception as exc:  # noqa: BLE001 - no answer is a failure of the test
+                    failures.append(f"{service} several: no reply ({type(exc).__name__})")
+                    continue
+                answers = [answer] if whole or isinstance(answer, dict) else answer
+                if not whole and len(answers) != len(items):
+                    failures.append(f"{service} several: {len(answers)} replies to {len(items)}")
+                for a in answers:
+                    if not isinstance(a, dict) or a.get("ok") or not (a.get("error") or {}).get("code"):
+                        failures.append(f"{service} several: {str(a)[:300]}")
+                    else:
+                        replies[("several", a["error"]["code"])] += 1
+
         await asyncio.gather(*(one(*c) for c in batch))
+        fit = [c for c in batch if c[0] == batch[0][0] and len(c[2]) < MAX_COMMAND_BYTES // BATCH]
+        await together(batch[0][0], fit[:MAX_BATCH])
 
     @settings(max_examples=max(1, commands // BATCH), deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(st.lists(hostile_command(world, tokens), min_size=BATCH, max_size=BATCH))
-    def commands_fuzz(batch):
+    @given(st.lists(hostile_command(world, tokens), min_size=BATCH, max_size=BATCH), hostile_several)
+    def commands_fuzz(batch, several_junk):
         nonlocal sent_commands
         sent_commands += len(batch)
-        run(send_batch(batch))
+        run(send_batch(batch, several_junk))
 
     async def publish_batch(batch):
         for key, kind, body in batch:
@@ -199,7 +270,9 @@ async def run_hostile(world: ProcessWorld, commands: int, events: int) -> dict:
     import aio_pika
 
     connection = await aio_pika.connect(AMQP_URL)
+    several = Several(connection, world.namespace)
     try:
+        await several.start()
         channel = await connection.channel(publisher_confirms=True)
         channel_exchange = await channel.get_exchange(f"{world.namespace}.events", ensure=False)
         await asyncio.to_thread(commands_fuzz)
@@ -233,6 +306,7 @@ async def run_hostile(world: ProcessWorld, commands: int, events: int) -> dict:
     figures = {"commands": sent_commands, "events": events,
                "dead_letters": sum(expected_dead.values()), "seconds": round(time.monotonic() - started),
                "reply_codes": dict(Counter(code for (_, code) in replies.elements())),
+               "refused_in_messages_of_several": sum(n for (kind, _), n in replies.items() if kind == "several"),
                "dead_letter_reasons": dict(reasons)}
     print(f"\nhostile input: {figures}")
     return figures
@@ -242,6 +316,7 @@ async def run_hostile(world: ProcessWorld, commands: int, events: int) -> dict:
 async def test_hostile_input_fast(hostile_world):
     figures = await run_hostile(hostile_world, commands=1000, events=250)
     assert figures["commands"] >= 1000
+    assert figures["refused_in_messages_of_several"] >= 20 * 2  # each fuzz batch sends two
 
 
 @pytest.mark.chaos_slow
