@@ -179,14 +179,14 @@ class ServiceRuntime:
             started = time.perf_counter()
             accepted = dispatcher.triage(body)
             if isinstance(accepted, Reply):
-                reply = accepted
+                reply, command_type = accepted, _command_type(body)
             elif accepted.mutates:
                 # Decided with the commands that arrived meanwhile, in one transaction.
-                reply = await batcher.decide(accepted, alone=raw.redelivered)
+                reply, command_type = await batcher.decide(accepted, alone=raw.redelivered), accepted.request.type
             else:
-                reply = await dispatcher.run_query(accepted)
+                reply, command_type = await dispatcher.run_query(accepted), accepted.request.type
             if self.metrics is not None:
-                self.metrics.record_command(_command_type(body), reply.ok, time.perf_counter() - started)
+                self.metrics.record_command(command_type, reply.ok, time.perf_counter() - started)
             if raw.reply_to:
                 await replies.default_exchange.publish(
                     aio_pika.Message(
