@@ -17,8 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared import topology
-from shared.commands import MAX_BATCH, CommandError, CommandRequest, Reply
-from shared.settings import COMMANDS_HEADER
+from shared.commands import COMMANDS_HEADER, MAX_BATCH, CommandError, CommandRequest, Reply
 from shared.contracts import Envelope, registered_events
 
 DOCS = Path(__file__).parents[1] / "docs" / "asyncapi"

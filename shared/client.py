@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections import Counter
@@ -12,8 +13,8 @@ import aio_pika
 from opentelemetry import propagate, trace
 from pydantic import BaseModel
 
-from shared.commands import MAX_BATCH, Reply
-from shared.settings import COMMANDS_HEADER, command_queue
+from shared.commands import COMMANDS_HEADER, MAX_BATCH, Reply, several_commands
+from shared.settings import command_queue
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 TOGETHER_BYTES = 64 * 1024  # a message of several commands holds this much at most (a larger command goes alone)
@@ -82,19 +83,25 @@ class CommandClient:
         self._waiting[correlation_id] = reply
         self.messages += 1
         try:
-            with self._tracer.start_as_current_span(
-                f"{queue} publish", kind=trace.SpanKind.PRODUCER,
-                attributes={"messaging.system": "rabbitmq", "messaging.operation": "publish",
-                            "messaging.destination.name": queue,
-                            "messaging.message.conversation_id": correlation_id},
-            ):
-                headers: dict[str, str] = {}
-                propagate.inject(headers)
+            with self._publish_span(queue, {"messaging.message.conversation_id": correlation_id}) as headers:
                 await self._publish(queue, body, headers, correlation_id, timeout)
                 async with asyncio.timeout(timeout):
                     return Reply.model_validate_json(await reply)
         finally:
             self._waiting.pop(correlation_id, None)
+
+    @contextlib.contextmanager
+    def _publish_span(self, queue: str, attributes: dict | None = None):
+        """A command's producer span, current while it is sent and answered; the headers that
+        carry its context to the service."""
+        with self._tracer.start_as_current_span(
+            f"{queue} publish", kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.system": "rabbitmq", "messaging.operation": "publish",
+                        "messaging.destination.name": queue, **(attributes or {})},
+        ):
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+            yield headers
 
     async def send(
         self,
@@ -123,13 +130,7 @@ class CommandClient:
             return await self.send_raw(service, body, timeout)
         queue = command_queue(self.namespace, service)
         loop = asyncio.get_running_loop()
-        with self._tracer.start_as_current_span(
-            f"{queue} publish", kind=trace.SpanKind.PRODUCER,
-            attributes={"messaging.system": "rabbitmq", "messaging.operation": "publish",
-                        "messaging.destination.name": queue},
-        ):
-            headers: dict[str, str] = {}
-            propagate.inject(headers)
+        with self._publish_span(queue) as headers:
             gathered = self._gathering.get(service)
             if gathered is not None and not gathered.has_room(body):
                 self._dispatch(service, timeout, full=True)
@@ -231,11 +232,7 @@ class _Gathered:
         return kept
 
     def message(self) -> bytes:
-        """`[{"headers": {...}, "command": {...}}, ...]`: each command with its trace context."""
-        return b"[" + b",".join(
-            b'{"headers":' + json.dumps(h).encode() + b',"command":' + body + b"}"
-            for body, h in zip(self.bodies, self.headers, strict=True)
-        ) + b"]"
+        return several_commands(list(zip(self.bodies, self.headers, strict=True)))
 
 
     def answered(self, body: bytes) -> None:

@@ -824,6 +824,16 @@ class CommandBatcher:
             return [await asyncio.shield(replies[0])]
         return list(await asyncio.shield(asyncio.gather(*replies)))
 
+    async def answer(self, triaged: Sequence[Reply | Accepted]) -> list[Reply]:
+        """The replies to commands and queries triaged together (a message of several), in
+        order: the commands decided with whatever else waits, the queries run meanwhile."""
+        accepted = [a for a in triaged if isinstance(a, Accepted)]
+        mutating = [a for a in accepted if a.mutates]
+        queries = [a for a in accepted if not a.mutates]
+        decided = iter(await self.decide_many(mutating) if mutating else ())
+        answered = iter(await asyncio.gather(*(self.dispatcher.run_query(a) for a in queries)))
+        return [a if isinstance(a, Reply) else next(decided) if a.mutates else next(answered) for a in triaged]
+
     def _take(self) -> list[tuple[Accepted, asyncio.Future, bool]]:
         batch = [self._waiting.popleft()]
         if not batch[0][2]:
@@ -859,6 +869,44 @@ class CommandBatcher:
             # With nothing awaited since the queue was last seen empty: a command arriving
             # from now on starts the next worker.
             self._worker = None
+
+
+# A message carrying several commands has this header (its value: how many) and a JSON array
+# of `{"headers": {...}, "command": {...}}`, each command with its trace context beside it. It
+# is answered by one reply holding their replies in order, or by one reply refusing it whole.
+COMMANDS_HEADER = "x-wfh-commands"
+
+
+def several_commands(commands: Sequence[tuple[bytes, dict[str, str]]]) -> bytes:
+    """The body of a message of several: each command's JSON body with its headers."""
+    return b"[" + b",".join(
+        b'{"headers":' + json.dumps(headers).encode() + b',"command":' + body + b"}" for body, headers in commands
+    ) + b"]"
+
+
+def read_several(body: bytes) -> list[dict] | Reply:
+    """The items of a message of several, or the one reply refusing it whole."""
+    try:
+        if len(body) > MAX_COMMAND_BYTES:
+            raise ValueError(f"{len(body)} bytes, at most {MAX_COMMAND_BYTES}")
+        items = json.loads(body)
+        if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
+            raise ValueError(f"not a list of 1 to {MAX_BATCH} commands")
+        if not all(isinstance(i, dict) and isinstance(i.get("headers", {}), dict) for i in items):
+            raise ValueError("each command must be an object with its headers as an object")
+    except ValueError as exc:
+        return Reply.failure(None, "malformed", "Thông điệp gồm nhiều lệnh không đúng định dạng.",
+                             "The message of several commands is malformed.", reason=str(exc)[:300])
+    return items
+
+
+def trace_headers(item: dict) -> dict[str, str]:
+    """An item's headers, text only (its trace context)."""
+    return {k: v for k, v in item.get("headers", {}).items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def several_replies(replies: Sequence[Reply]) -> bytes:
+    return b"[" + b",".join(r.model_dump_json().encode() for r in replies) + b"]"
 
 
 def _untraced() -> contextvars.Context:

@@ -23,7 +23,8 @@ from shared import topology
 from shared.acks import AckCoalescer
 from shared.auth import TokenVerifier
 from shared.commands import (
-    MAX_BATCH, MAX_COMMAND_BYTES, Accepted, CommandBatcher, CommandDispatcher, CommandRouter, Reply,
+    COMMANDS_HEADER, Accepted, CommandBatcher, CommandDispatcher, CommandRouter, Reply, read_several,
+    several_replies, trace_headers,
 )
 from shared.consumer import DeadLetters, EventConsumer, current_message, raw_body
 from shared.eventstore import EventStore, record_checkpoint
@@ -33,7 +34,7 @@ from shared.observability import configure_logging, consume_spans, get_logger, t
 from shared.projection import Projection
 from shared.relay import OutboxRelay
 from shared.republish import republish_router
-from shared.settings import COMMANDS_HEADER, DATABASE_SESSION, Settings
+from shared.settings import DATABASE_SESSION, Settings
 
 log = get_logger("wfh.runtime")
 
@@ -162,6 +163,25 @@ class ServiceRuntime:
         )
         self.batcher = batcher = CommandBatcher(dispatcher, self.settings.command_batch)
 
+        async def answer(raw, body: bytes) -> None:
+            await replies.default_exchange.publish(
+                aio_pika.Message(body=body, content_type="application/json", correlation_id=raw.correlation_id),
+                routing_key=raw.reply_to,
+                # Not mandatory: RabbitMQ 3.10 returns every mandatory message sent to a
+                # direct reply-to address as unroutable although it delivers it, the whole
+                # reply coming back as a basic.return (seen as RabbitMQ and service CPU).
+                mandatory=False,
+            )
+
+        async def keep_refused(raw, command: bytes, reply: Reply) -> None:
+            """Nobody waits for this answer: keep the command where an operator sees why."""
+            await dead_letters.send(
+                queue_name, dead_letter_body(command, reply), dict(raw.headers or {}),
+                f"{reply.error.code}: {reply.error.message_en}",
+                content_type=raw.content_type, message_id=raw.message_id,
+                correlation_id=raw.correlation_id,
+            )
+
         @self.broker.subscriber(
             queue,
             ack_policy=AckPolicy.MANUAL,
@@ -188,33 +208,23 @@ class ServiceRuntime:
             if self.metrics is not None:
                 self.metrics.record_command(command_type, reply.ok, time.perf_counter() - started)
             if raw.reply_to:
-                await replies.default_exchange.publish(
-                    aio_pika.Message(
-                        body=reply.model_dump_json().encode(),
-                        content_type="application/json",
-                        correlation_id=raw.correlation_id,
-                    ),
-                    routing_key=raw.reply_to,
-                    # Not mandatory: RabbitMQ 3.10 returns every mandatory message sent to a
-                    # direct reply-to address as unroutable although it delivers it, the whole
-                    # reply coming back as a basic.return (seen as RabbitMQ and service CPU).
-                    mandatory=False,
-                )
+                await answer(raw, reply.model_dump_json().encode())
             elif not reply.ok:
-                # Nobody waits for this answer: keep the command where an operator sees why.
-                await dead_letters.send(
-                    queue_name, dead_letter_body(raw.body, reply), dict(raw.headers or {}),
-                    f"{reply.error.code}: {reply.error.message_en}",
-                    content_type=raw.content_type, message_id=raw.message_id,
-                    correlation_id=raw.correlation_id,
-                )
+                await keep_refused(raw, raw.body, reply)
             await self.acks.ack(raw)
 
         async def on_commands(raw, body: bytes) -> None:
             """A message of several commands (`shared.client`): one reply, their replies in order."""
             started = time.perf_counter()
-            items = _command_items(body)
-            if raw.redelivered and not isinstance(items, Reply):
+            items = read_several(body)
+            if isinstance(items, Reply):  # refused whole
+                if raw.reply_to:
+                    await answer(raw, items.model_dump_json().encode())
+                else:
+                    await keep_refused(raw, body, items)
+                await self.acks.ack(raw)
+                return
+            if raw.redelivered:
                 # Its process may have died deciding one of them: each goes back to the queue
                 # as a message of its own, answered where the message was to be, so one that
                 # kills the process reaches the dead letters alone, the others answered.
@@ -222,7 +232,7 @@ class ServiceRuntime:
                     await confirmed.default_exchange.publish(
                         aio_pika.Message(
                             json.dumps(item.get("command"), ensure_ascii=False).encode(),
-                            headers=_trace_headers(item), content_type="application/json",
+                            headers=trace_headers(item), content_type="application/json",
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                             correlation_id=raw.correlation_id, reply_to=raw.reply_to,
                         ),
@@ -230,50 +240,25 @@ class ServiceRuntime:
                     )
                 await self.acks.ack(raw)
                 return
-            if isinstance(items, Reply):
-                answers: list[Reply] = [items]
-            else:
-                accepted = []
-                for item in items:
-                    token = otel_context.attach(propagate.extract(_trace_headers(item)))
-                    try:
-                        accepted.append(dispatcher.accept(item.get("command")))
-                    finally:
-                        otel_context.detach(token)
-                mutating = [a for a in accepted if isinstance(a, Accepted) and a.mutates]
-                queries = [a for a in accepted if isinstance(a, Accepted) and not a.mutates]
-                decided = iter(await batcher.decide_many(mutating) if mutating else ())
-                answered = iter(await asyncio.gather(*(dispatcher.run_query(a) for a in queries)))
-                answers = [a if isinstance(a, Reply) else next(decided) if a.mutates else next(answered)
-                           for a in accepted]
-                if self.metrics is not None:
-                    seconds = time.perf_counter() - started
-                    for a, reply in zip(accepted, answers, strict=True):
-                        kind = a.request.type if isinstance(a, Accepted) else "malformed"
-                        self.metrics.record_command(kind, reply.ok, seconds)
+            triaged = []
+            for item in items:
+                token = otel_context.attach(propagate.extract(trace_headers(item)))
+                try:
+                    triaged.append(dispatcher.accept(item.get("command")))
+                finally:
+                    otel_context.detach(token)
+            answers = await batcher.answer(triaged)
+            if self.metrics is not None:
+                seconds = time.perf_counter() - started
+                for a, reply in zip(triaged, answers, strict=True):
+                    kind = a.request.type if isinstance(a, Accepted) else "malformed"
+                    self.metrics.record_command(kind, reply.ok, seconds)
             if raw.reply_to:
-                await replies.default_exchange.publish(
-                    aio_pika.Message(
-                        body=items.model_dump_json().encode() if isinstance(items, Reply)  # refused whole
-                        else b"[" + b",".join(r.model_dump_json().encode() for r in answers) + b"]",
-                        content_type="application/json",
-                        correlation_id=raw.correlation_id,
-                    ),
-                    routing_key=raw.reply_to,
-                    mandatory=False,  # as for one command's reply
-                )
+                await answer(raw, several_replies(answers))
             else:
-                for i, reply in enumerate(answers):
-                    if reply.ok:
-                        continue
-                    # Each refused command kept as if it had come alone.
-                    command = body if isinstance(items, Reply) else json.dumps(items[i].get("command")).encode()
-                    await dead_letters.send(
-                        queue_name, dead_letter_body(command, reply), dict(raw.headers or {}),
-                        f"{reply.error.code}: {reply.error.message_en}",
-                        content_type=raw.content_type, message_id=raw.message_id,
-                        correlation_id=raw.correlation_id,
-                    )
+                for item, reply in zip(items, answers, strict=True):
+                    if not reply.ok:  # each refused command kept as if it had come alone
+                        await keep_refused(raw, json.dumps(item.get("command")).encode(), reply)
             await self.acks.ack(raw)
 
     def chain_key(self):
@@ -401,28 +386,6 @@ def dead_letter_body(body: bytes, reply) -> bytes:
     except (ValueError, TypeError):
         kept = {}
     return json.dumps({**kept, "payload_removed": f"refused ({reply.error.code}): not kept"}).encode()
-
-
-def _command_items(body: bytes) -> list[dict] | Reply:
-    """The commands of a message of several (`[{"headers": {...}, "command": {...}}, ...]`), or
-    the one reply refusing it whole."""
-    try:
-        if len(body) > MAX_COMMAND_BYTES:
-            raise ValueError(f"{len(body)} bytes, at most {MAX_COMMAND_BYTES}")
-        items = json.loads(body)
-        if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
-            raise ValueError(f"not a list of 1 to {MAX_BATCH} commands")
-        if not all(isinstance(i, dict) and isinstance(i.get("headers", {}), dict) for i in items):
-            raise ValueError("each command must be an object with its headers as an object")
-    except ValueError as exc:
-        return Reply.failure(None, "malformed", "Thông điệp gồm nhiều lệnh không đúng định dạng.",
-                             "The message of several commands is malformed.", reason=str(exc)[:300])
-    return items
-
-
-def _trace_headers(item: dict) -> dict[str, str]:
-    """A command's headers in a message of several: text only (its trace context)."""
-    return {k: v for k, v in item.get("headers", {}).items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _command_type(body: bytes) -> str:

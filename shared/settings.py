@@ -95,10 +95,5 @@ class Settings:
         )
 
 
-# The header of a message carrying several commands (its value: how many): a JSON array of
-# `{"headers": {...}, "command": {...}}`, answered by one reply holding their replies in order.
-COMMANDS_HEADER = "x-wfh-commands"
-
-
 def command_queue(namespace: str, service: str) -> str:
     return f"{namespace}.{service}.commands"

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from shared import topology
 from shared.auth import DevIdentityProvider
-from shared.commands import MAX_BATCH, MAX_COMMAND_BYTES
-from shared.settings import COMMANDS_HEADER, command_queue
+from shared.commands import COMMANDS_HEADER, MAX_BATCH, MAX_COMMAND_BYTES
+from shared.settings import command_queue
 from tests.conftest import AMQP_URL, TENANT
 from tests.faults.harness import DEMO, SERVICES, ProcessWorld, demo_world
 

@@ -16,8 +16,8 @@ import pytest
 from opentelemetry import trace
 
 from services.roster.app import definition as roster_definition
-from shared.commands import MAX_BATCH, Reply
-from shared.settings import COMMANDS_HEADER, command_queue
+from shared.commands import COMMANDS_HEADER, MAX_BATCH, Reply
+from shared.settings import command_queue
 from shared.topology import dead_letter_queue
 from tests.integration.backbone_helpers import AMQP_URL, TENANT, drain_queue, eventually
 

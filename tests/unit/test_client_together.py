@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from shared.client import CommandClient
-from shared.commands import MAX_BATCH, Reply
-from shared.settings import COMMANDS_HEADER
+from shared.commands import COMMANDS_HEADER, MAX_BATCH, Reply
 
 
 @dataclass
