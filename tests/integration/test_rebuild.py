@@ -1,8 +1,12 @@
 """Projections dropped and rebuilt from events come out identical to the live ones."""
 
+import gc
+
 import pytest
 
 from ops.replay import rebuild, snapshot
+from shared.contracts import registered_events
+from shared.projection import FULL_COLLECTION_EVERY, Projection
 from tests.conftest import eventually
 from tests.integration.test_leave import (  # noqa: F401  (department is a fixture)
     HEAD, STAFF, department, request, sign_and_approve,
@@ -49,3 +53,34 @@ async def test_rebuild_of_every_projection_is_identical_to_live(system, departme
             for projection in runtime.projections:
                 await projection.rebuild(conn, runtime.store)
                 assert await snapshot(conn, projection.tables) == live[projection.name]
+
+
+async def test_a_rebuild_holds_back_full_collections_and_restores_the_collector(system, department):
+    """A replay keeps whole batches alive; full collections walking them again and again cost a
+    third of a rebuild's time. The collector is as it was afterwards, even when it fails."""
+    runtime = system.runtimes["roster"]
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+    probe = Projection("gc_probe", ("gc_probe",))
+    failing = Projection("gc_probe_failing", ("gc_probe",))
+
+    async def record(conn, envelope, _event):
+        seen.append(gc.get_threshold())
+        await conn.execute("INSERT INTO gc_probe (position) VALUES ($1)", envelope.global_position)
+
+    async def fail(_conn, _envelope, _event):
+        raise RuntimeError("a handler's bug")
+
+    for cls in registered_events().values():
+        if cls.owner == "roster":
+            probe.on(cls)(record)
+            failing.on(cls)(fail)
+    async with runtime.pool.acquire() as conn:
+        await conn.execute("CREATE TEMP TABLE gc_probe (position bigint)")
+        applied = await probe.rebuild(conn, runtime.store)
+        assert applied > 0 and await conn.fetchval("SELECT count(*) FROM gc_probe") == applied
+        assert gc.get_threshold() == before
+        assert seen and all(t[:2] == before[:2] and t[2] >= FULL_COLLECTION_EVERY > before[2] for t in seen)
+        with pytest.raises(RuntimeError, match="a handler's bug"):
+            await failing.rebuild(conn, runtime.store)
+        assert gc.get_threshold() == before
