@@ -74,6 +74,14 @@ class Supervised:
                 self.process.kill()
 
 
+async def stop_all(services: list[Supervised]) -> None:
+    """Stop every service at once. Ctrl-C reaches the services too, and each stops on its own
+    meanwhile: none of those exits may read as a crash to restart."""
+    for service in services:
+        service.stopping = True
+    await asyncio.gather(*(service.stop() for service in services))
+
+
 async def wait_until_answering(client: CommandClient, tenant: str, token: str) -> None:
     probes = {"roster": "GetPlans", "leave": "GetLeaveBalance", "notify": "ListNotifications",
               "documents": "ListDocuments", "reporting": "ListPublishedReports"}
@@ -180,8 +188,7 @@ async def main() -> int:
         code = 1
     finally:
         say("Stopping…")
-        for service in services:
-            await service.stop()
+        await stop_all(services)
         for watcher in watchers:
             watcher.cancel()
         say("Stopped.")
