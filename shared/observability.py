@@ -36,20 +36,30 @@ def _add_trace_ids(_, __, event_dict):
 
 def configure_logging(service: str, level: str | None = None) -> None:
     level_name = (level or os.environ.get("WFH_LOG_LEVEL", "INFO")).upper()
-    logging.basicConfig(stream=sys.stderr, level=level_name, format="%(message)s")
+    stamped = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_trace_ids,
+    ]
+    rendered = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer(ensure_ascii=False)]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _add_trace_ids,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(ensure_ascii=False),
-        ],
+        processors=[*stamped, *rendered],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level_name, 20)),
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    # The libraries' own records (aio-pika, asyncpg, FastStream, WeasyPrint: the standard
+    # library's logging) as the same JSON lines, with the service, their logger and the trace,
+    # so that a log shipper reading one JSON object per line loses none of them.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *stamped],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendered],
+    ))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level_name)
     structlog.contextvars.bind_contextvars(service=service)
 
 

@@ -357,9 +357,10 @@ def html_document(report: dict, locale: str = "vi") -> str:
 def pdf_document(html: str) -> bytes:
     import logging
 
+    # A line per layout step, and three as it loads its own stylesheets on import.
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
     from weasyprint import HTML  # imported when first needed: it takes most of a second
 
-    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # a line per layout step
     return HTML(string=html).write_pdf()
 
 
