@@ -84,12 +84,8 @@ class ServiceProcesses:
         for service in self.services:
             while True:
                 self.check_alive()
-                try:
-                    reply = await client.send(service, "Health", {}, tenant="bench", token=None, timeout=2)
-                    if reply.ok and reply.result.get("healthy"):
-                        break
-                except Exception:
-                    pass
+                if await client.is_healthy(service, "bench"):
+                    break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{service} did not answer within {timeout:.0f} s "
                                        f"(see {self.workdir / (service + '.log')})")

@@ -87,17 +87,11 @@ async def wait_until_answering(client: CommandClient, tenant: str) -> None:
     refused by reporting, a warning in its log at every start) with its database reachable."""
     deadline = time.monotonic() + 60
     for service in SERVICES:
-        while True:
-            try:
-                reply = await client.send(service, "Health", {}, tenant=tenant, token=None, timeout=2)
-                if reply.ok and reply.result.get("healthy"):
-                    say(f"  ✓ {service} answers")
-                    break
-            except Exception:
-                pass
+        while not await client.is_healthy(service, tenant):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{service} did not answer within 60 s")
             await asyncio.sleep(0.5)
+        say(f"  ✓ {service} answers")
 
 
 def notify_where_to_look(idp: DevIdentityProvider, namespace: str) -> list[str]:

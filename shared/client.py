@@ -90,6 +90,15 @@ class CommandClient:
         finally:
             self._waiting.pop(correlation_id, None)
 
+    async def is_healthy(self, service: str, tenant: str, timeout: float = 2.0) -> bool:
+        """Whether `service` answers `Health` (no token needed) with its database reachable;
+        False too when it does not answer (yet)."""
+        try:
+            reply = await self.send(service, "Health", {}, tenant=tenant, token=None, timeout=timeout)
+        except Exception:  # noqa: BLE001 - not answering, whatever the reason
+            return False
+        return reply.ok and bool(reply.result.get("healthy"))
+
     @contextlib.contextmanager
     def _publish_span(self, queue: str, attributes: dict | None = None):
         """A command's producer span, current while it is sent and answered; the headers that
@@ -233,7 +242,6 @@ class _Gathered:
 
     def message(self) -> bytes:
         return several_commands(list(zip(self.bodies, self.headers, strict=True)))
-
 
     def answered(self, body: bytes) -> None:
         """A reply to the message: its commands' replies in order; or one reply with a command

@@ -826,7 +826,7 @@ class CommandBatcher:
 
     async def answer(self, triaged: Sequence[Reply | Accepted]) -> list[Reply]:
         """The replies to commands and queries triaged together (a message of several), in
-        order: the commands decided with whatever else waits, the queries run meanwhile."""
+        order: the commands decided with whatever else waits, then the queries run."""
         accepted = [a for a in triaged if isinstance(a, Accepted)]
         mutating = [a for a in accepted if a.mutates]
         queries = [a for a in accepted if not a.mutates]
