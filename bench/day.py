@@ -22,7 +22,7 @@ from datetime import date, timedelta
 
 import asyncpg
 
-from bench.common import Progress
+from bench.common import Progress, settle_heap
 from bench.driver import Driver
 from bench.province import members, with_role
 from shared import signatures, topology
@@ -270,6 +270,7 @@ async def office_hours(driver: Driver, spec: dict, day: date, rng: random.Random
 async def working_day(driver: Driver, specs: list[dict], day: date, services: list[str],
                       leave_share: float = 0.12, seed: int = 8) -> dict:
     rng = random.Random(seed)
+    settle_heap()
     start = len(driver.sent)
     progress = Progress("06:30 rosters: lists, compile, approve", sum(len(s["divisions"]) + 2 for s in specs))
     await asyncio.gather(*(rosters(driver, s, day, progress) for s in specs))
