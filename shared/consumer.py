@@ -352,7 +352,7 @@ class EventConsumer:
         while decoded:
             try:
                 with _within(decoded[0][0]):  # the batch's own statements: the first one's trace
-                    refused = await self._apply_batch(decoded)
+                    refused = [] if await self._apply_in_one_round_trip(decoded) else await self._apply_batch(decoded)
             except TRANSIENT_ERRORS as exc:
                 log.warning("database unavailable, retrying", queue=self.queue, error=repr(exc))
                 await asyncio.sleep(1.0)
@@ -560,29 +560,61 @@ class EventConsumer:
         row was inserted: a duplicate or an event out of order, like a handler that reads or
         a write the database refuses, leaves the event to the transaction (False), which
         sorts them out exactly as before."""
-        if not self.projection.plain_checkpoint:
-            return False
         async with self._connection() as conn:
-            collected = BatchedWrites(NoConnection(), *await self._catalog(conn))
-            try:
-                await self.projection.apply(collected, envelope, event)
-            except Exception:  # noqa: BLE001 - reads, or fails: the transaction does it again
+            single = await self._single_statement(conn, envelope, event)
+            if single is None:
                 return False
-            writes = collected.take_joinable(_BOOKKEEPING_TABLES)
-            if collected.holds:
-                return False
-            ctes, args = together(writes, after=6)
             try:
-                await conn.fetchval(
-                    f"WITH {self._bookkeeping_ctes}{', ' + ctes if ctes else ''} "
-                    "SELECT 1 / (SELECT count(*)::int FROM ins)",
-                    *self._bookkeeping_args(envelope), *args,
-                )
+                await conn.fetchval(*single)
             except TRANSIENT_ERRORS:
                 raise
             except asyncpg.PostgresError:
                 return False
         return True
+
+    async def _apply_in_one_round_trip(self, decoded: list) -> bool:
+        """A batch as its events' single statements (`_apply_in_one_statement`), sent together
+        with one `executemany`: asyncpg pipelines them and ends them with one sync, so they
+        run in order in one implicit transaction, one round trip and one commit for the whole
+        batch, where `_apply_batch` takes five. Each statement sees those before it, so a
+        duplicate or an event out of order, in the inbox or within the batch, fails its own
+        statement and with it the batch, which then takes the transaction (False), as does a
+        batch whose events need different statements, or a handler that reads."""
+        statement, rows = None, []
+        async with self._connection() as conn:
+            for arrival, envelope, event in decoded:
+                with _within(arrival):
+                    single = await self._single_statement(conn, envelope, event)
+                if single is None or (statement is not None and single[0] != statement):
+                    return False
+                statement = single[0]
+                rows.append(single[1:])
+            try:
+                await conn.executemany(statement, rows)
+            except TRANSIENT_ERRORS:
+                raise
+            except asyncpg.PostgresError:
+                return False
+        self.applied += len(rows)
+        self.applied_in_one_statement += len(rows)
+        return True
+
+    async def _single_statement(self, conn, envelope: Envelope, event) -> tuple | None:
+        """The event's bookkeeping and its projection's writes as one statement, followed by
+        its arguments; None where they cannot be one (see `_apply_in_one_statement`)."""
+        if not self.projection.plain_checkpoint:
+            return None
+        collected = BatchedWrites(NoConnection(), *await self._catalog(conn))
+        try:
+            await self.projection.apply(collected, envelope, event)
+        except Exception:  # noqa: BLE001 - reads, or fails: the transaction does it again
+            return None
+        writes = collected.take_joinable(_BOOKKEEPING_TABLES)
+        if collected.holds:
+            return None
+        ctes, args = together(writes, after=6)
+        return (f"WITH {self._bookkeeping_ctes}{', ' + ctes if ctes else ''} "
+                "SELECT 1 / (SELECT count(*)::int FROM ins)", *self._bookkeeping_args(envelope), *args)
 
     def _bookkeeping_args(self, envelope: Envelope) -> tuple:
         return (self.subscription.name, envelope.event_id, envelope.stream_id, envelope.stream_version,

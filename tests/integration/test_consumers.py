@@ -471,6 +471,41 @@ async def test_a_backlog_is_applied_in_batches_with_every_per_message_rule(backl
     assert await probe.ready_messages() == 0
 
 
+async def test_a_batch_whose_handlers_only_write_goes_in_one_round_trip(backlog):
+    """Batches of events whose handlers only write go as their single statements sent
+    together (one round trip, one transaction): in delivery order, each counted so."""
+    publish, start = backlog
+    for i in range(1, 101):
+        await publish(envelope(created(f"Phòng {i}"), stream_id="s", version=i))
+    probe = await start()
+    await probe.settled(100, timeout=30)
+    assert probe.consumer.largest_batch > 1
+    assert probe.consumer.applied_in_one_statement == 100
+    assert [v for _, v, _ in await probe.rows()] == list(range(1, 101))
+    assert await probe.inbox() == [("s", i) for i in range(1, 101)]
+    async with probe.runtime.pool.acquire() as conn:
+        assert await probe.consumer.projection.checkpoint(conn) == await conn.fetchval(
+            "SELECT max(seq) FROM inbox")
+
+
+async def test_a_duplicate_within_a_batch_sends_the_batch_the_careful_way(backlog):
+    """The same event twice in a row: its second statement sees the first's inbox row and
+    fails, the batch with it, and the transaction finds the duplicate; nothing is applied
+    twice (the probe's handler would insert a second row)."""
+    publish, start = backlog
+    events = [envelope(created(f"Phòng {i}"), stream_id="s", version=i) for i in range(1, 41)]
+    for env in events[:20] + [events[19]] + events[20:]:
+        await publish(env)
+    probe = await start()
+    await probe.settled(40, timeout=30)
+    await eventually(lambda: probe.consumer.duplicates == 1, what="the duplicate noticed")
+    assert probe.consumer.largest_batch > 1
+    assert probe.consumer.applied_in_one_statement < 40  # its batch took the transaction
+    assert [v for _, v, _ in await probe.rows()] == list(range(1, 41))
+    assert await probe.inbox() == [("s", i) for i in range(1, 41)]
+    assert await drain_queue(probe.dlq, 0, timeout=0.5) == []
+
+
 @pytest.mark.parametrize(("poison", "error"), [
     (EXPLODE, "RuntimeError"),
     # A name with a NUL character: the batch's own bookkeeping fails (the inbox keeps the
