@@ -3,7 +3,7 @@ each one: when it was sent (wall clock, to compare with the services' database t
 long its reply took, and how it was answered.
 
 One `CommandClient` (one connection) carries every command, as a gateway carries many
-people's: those ready at once, or sent while two messages to a service are unanswered, travel
+people's: those ready at once, or sent while its message to a service is unanswered, travel
 together (`shared.client`); a semaphore sets how many are in flight at once.
 """
 

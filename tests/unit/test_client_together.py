@@ -1,7 +1,7 @@
 """The client's messages of several commands, with the broker replaced by a recorder: a command
 sent alone goes at once; commands sent while `window` messages are under way wait for one to
-be answered and go together; a timed-out sender frees its place; a failed publish tells every
-sender of the message."""
+be answered and go together; a timed-out sender frees its place, and so does a message under
+way for longer than the hold; a failed publish tells every sender of the message."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ class Recorder:
         self.published.append(Published(body, headers, correlation_id))
 
 
-def client_with(window: int) -> CommandClient:
-    return CommandClient("amqp://unused", "ns", window=window)
+def client_with(window: int, hold_seconds: float = 60.0) -> CommandClient:
+    return CommandClient("amqp://unused", "ns", window=window, hold_seconds=hold_seconds)
 
 
 def commands_of(message: Published) -> list[dict]:
@@ -132,6 +132,49 @@ async def test_a_sender_that_gave_up_frees_its_place_in_the_window():
     await answer(client, broker.published[1])
     assert (await waiting).result == 1
     assert client._waiting == {}
+
+
+async def test_a_message_under_way_too_long_no_longer_holds_the_others_back():
+    """A slow query holds its service's window only for the hold: the commands behind it go
+    then, and its answer, coming later, does not free the window a second time."""
+    client = client_with(window=1, hold_seconds=0.05)
+    broker = Recorder(client)
+    slow = send(client, 0)
+    await until(lambda: len(broker.published) == 1)
+    behind = [send(client, n) for n in (1, 2)]
+    await asyncio.sleep(0.01)
+    assert len(broker.published) == 1
+    await asyncio.sleep(0.1)
+    assert len(broker.published) == 2 and broker.published[1].headers[COMMANDS_HEADER] == 2
+    await asyncio.sleep(0.1)  # both held past their hold
+    await answer(client, broker.published[0])
+    await answer(client, broker.published[1])
+    assert (await slow).result == 0 and [(await r).result for r in behind] == [1, 2]
+    assert client._under_way["roster"] == 0 and client._holding == {}  # each freed it once
+    # And the window holds as before: the next command goes, the one after it waits.
+    third = send(client, 3)
+    await until(lambda: len(broker.published) == 3)
+    fourth = send(client, 4)
+    await asyncio.sleep(0.01)
+    assert len(broker.published) == 3
+    await answer(client, broker.published[2])
+    await until(lambda: len(broker.published) == 4)
+    await answer(client, broker.published[3])
+    assert [(await third).result, (await fourth).result] == [3, 4]
+
+
+async def test_one_message_under_way_is_the_default_window():
+    client = CommandClient("amqp://unused", "ns")
+    broker = Recorder(client)
+    first = send(client, 0)
+    await until(lambda: len(broker.published) == 1)
+    second = send(client, 1)
+    await asyncio.sleep(0.01)
+    assert len(broker.published) == 1
+    await answer(client, broker.published[0])
+    await until(lambda: len(broker.published) == 2)
+    await answer(client, broker.published[1])
+    assert [(await first).result, (await second).result] == [0, 1]
 
 
 async def test_a_publish_that_fails_tells_every_sender_of_the_message():
