@@ -162,12 +162,14 @@ def settle_heap() -> None:
     and relay alike, for 50 to 157 ms twice in each 15 s round, and the commands scheduled
     meanwhile were sent that much late. That is the load generator's pause, not the system
     measured. During the round the young generations are collected as ever (most garbage
-    dies young) and full collections wait (threshold 1,000 instead of 10): the next round's
-    start collects what they would have."""
+    dies young) and full collections wait, as during a rebuild (`FULL_COLLECTION_EVERY`): the
+    next round's start collects what they would have."""
+    from shared.projection import FULL_COLLECTION_EVERY
+
     gc.collect()
     gc.freeze()
     young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 1000)
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
 async def repeat_for(seconds: float, label: str, steps: list) -> None:

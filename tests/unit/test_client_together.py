@@ -152,29 +152,26 @@ async def test_a_message_under_way_too_long_no_longer_holds_the_others_back():
     assert (await slow).result == 0 and [(await r).result for r in behind] == [1, 2]
     assert client._under_way["roster"] == 0 and client._holding == {}  # each freed it once
     # And the window holds as before: the next command goes, the one after it waits.
-    third = send(client, 3)
-    await until(lambda: len(broker.published) == 3)
-    fourth = send(client, 4)
-    await asyncio.sleep(0.01)
-    assert len(broker.published) == 3
-    await answer(client, broker.published[2])
-    await until(lambda: len(broker.published) == 4)
-    await answer(client, broker.published[3])
-    assert [(await third).result, (await fourth).result] == [3, 4]
+    await one_goes_the_next_waits(client, broker, 3)
 
 
 async def test_one_message_under_way_is_the_default_window():
     client = CommandClient("amqp://unused", "ns")
-    broker = Recorder(client)
-    first = send(client, 0)
-    await until(lambda: len(broker.published) == 1)
-    second = send(client, 1)
+    await one_goes_the_next_waits(client, Recorder(client), 0)
+
+
+async def one_goes_the_next_waits(client: CommandClient, broker: Recorder, n: int) -> None:
+    """Command `n` goes at once; `n + 1`, sent while it is unanswered, waits for its answer."""
+    already = len(broker.published)
+    first = send(client, n)
+    await until(lambda: len(broker.published) == already + 1)
+    second = send(client, n + 1)
     await asyncio.sleep(0.01)
-    assert len(broker.published) == 1
-    await answer(client, broker.published[0])
-    await until(lambda: len(broker.published) == 2)
-    await answer(client, broker.published[1])
-    assert [(await first).result, (await second).result] == [0, 1]
+    assert len(broker.published) == already + 1
+    await answer(client, broker.published[already])
+    await until(lambda: len(broker.published) == already + 2)
+    await answer(client, broker.published[already + 1])
+    assert [(await first).result, (await second).result] == [n, n + 1]
 
 
 async def test_a_publish_that_fails_tells_every_sender_of_the_message():
