@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.auth import AuthenticationError, Identity, TokenVerifier
 from shared.contracts import Envelope, Event
 from shared.eventstore import (
-    AppendContext, ConcurrencyError, EventStore, Folded, FoldedStreams, HeldLock, StreamVersions, versions_of,
+    AppendContext, ConcurrencyError, EventStore, Folded, FoldedStreams, HeldLock, StreamVersions, heads_of,
     write_together,
 )
 from shared.observability import get_logger
@@ -123,6 +123,11 @@ class UnitOfWork:
     projection_conn: Any = None
     # In a batch: the service's aggregates folded in earlier batches (`fold`).
     folds: FoldedStreams | None = None
+    # In a batch: what this command folded (stream -> kinds), and the events it appended to
+    # them at the version folded, applied to the kept folds once it is decided.
+    _folded: dict[str, list[type]] = field(default_factory=dict, init=False, repr=False)
+    _appended_to_folds: list[tuple[str, type, int, list[Event], uuid.UUID]] = field(
+        default_factory=list, init=False, repr=False)
 
     async def load(self, stream_id: str) -> tuple[list[Event], int]:
         from shared.contracts import decode
@@ -136,10 +141,16 @@ class UnitOfWork:
     async def fold(self, stream_id: str, kind: Callable[[], A]) -> tuple[A, int]:
         """The stream's aggregate (`kind()` with each event `apply`-ed) and its version. In a
         batch, an aggregate folded before is taken up where it was left (`FoldedStreams`):
-        only the events after it are read. The caller must not change it but by `apply`."""
+        only the events after it are read, and none when the batch's lock read the stream's
+        last event (a command naming the stream, `CommandRouter.command`) and it is the one
+        folded up to. The caller must not change it but by `apply`."""
         from shared.contracts import decode
 
         kept = self.folds.get(stream_id, kind) if self.folds is not None else None
+        if kept is not None and self.held is not None and self.held.ends_at(stream_id, kept.version, kept.event_id):
+            self.folds.keep(stream_id, kind, kept)  # recently used
+            self._folded.setdefault(stream_id, []).append(kind)
+            return kept.state, kept.version
         stored = await self._read(stream_id, kept.version if kept else 1)
         if kept is not None and (
             not stored or stored[0].stream_version != kept.version or stored[0].event_id != kept.event_id
@@ -152,6 +163,7 @@ class UnitOfWork:
         version = stored[-1].stream_version if stored else 0
         if self.folds is not None and stored:
             self.folds.keep(stream_id, kind, Folded(state, version, stored[-1].event_id))
+            self._folded.setdefault(stream_id, []).append(kind)
         if self.held is not None:
             self.held.saw(stream_id, version)
         return state, version
@@ -206,6 +218,20 @@ class UnitOfWork:
         elif envelopes:
             await Projection.advance_all(self.conn, self.projections, envelopes[-1].global_position)
         self.appended.extend(envelopes)
+        for kind in self._folded.get(stream_id, ()) if envelopes else ():
+            self._appended_to_folds.append((stream_id, kind, expected_version, events, envelopes[-1].event_id))
+
+    def fold_in_appends(self) -> None:
+        """Once the command is decided: its appends applied to the folds it kept of their
+        streams, so the next command folding them reads nothing (`fold`). Should the batch be
+        given up, these events are not in the store, and the next fold sees it."""
+        for stream_id, kind, expected_version, events, last_event_id in self._appended_to_folds:
+            kept = self.folds.get(stream_id, kind)
+            if kept is None or kept.version != expected_version:  # folded again since
+                continue
+            for event in events:
+                kept.state.apply(event)
+            self.folds.keep(stream_id, kind, Folded(kept.state, expected_version + len(events), last_event_id))
 
 
 Handler = Callable[[BaseModel, UnitOfWork], Awaitable[Any]]
@@ -245,7 +271,7 @@ class CommandRouter:
 
     def command(self, model: type[BaseModel], *, streams: StreamsRead | None = None):
         """A command's handler; `streams`, when given, names the streams whose versions it
-        will ask for (read ahead with its batch's lock)."""
+        will ask for or that it will fold (their last events read ahead with its batch's lock)."""
         return self._register(model, mutates=True, streams=streams)
 
     def query(self, model: type[BaseModel]):
@@ -542,7 +568,7 @@ class CommandDispatcher:
         streams = _streams_read(commands)
         if self._has_directory:
             found = json.loads(await held.take(
-                conn, f"json_build_array({_STORED_REPLIES.format(ids='$2')}, {versions_of('$3')}, "
+                conn, f"json_build_array({_STORED_REPLIES.format(ids='$2')}, {heads_of('$3')}, "
                       f"{_ACTORS.format(tenants='$4', people='$5')})::text",
                 ids, streams, [a.request.tenant for a in commands], [a.identity.person_id for a in commands]))
             actors = {(a.request.tenant, a.identity.person_id): None for a in commands}
@@ -550,13 +576,13 @@ class CommandDispatcher:
         else:
             found, actors = json.loads(await held.take(
                 conn, f"json_build_array({_STORED_REPLIES.format(ids='$2')}, "
-                      f"{versions_of('$3')})::text", ids, streams)), None
+                      f"{heads_of('$3')})::text", ids, streams)), None
         stored = _stored_rows(found[0])
         # Trusted as the head is: read with the lock free (a commit in the instant before it is
         # caught by the appends' own check); read while waiting for it, they may be stale.
         if held.exact:
-            for stream_id, version in found[1].items():
-                held.saw(stream_id, version)
+            for stream_id, (version, event_id) in found[1].items():
+                held.saw_head(stream_id, version, event_id and uuid.UUID(event_id))
         fresh = []
         for i, accepted in enumerate(commands):
             command_id = accepted.request.command_id
@@ -606,8 +632,10 @@ class CommandDispatcher:
                 continue
             except Exception as exc:
                 raise _BatchAbandoned(f"{type(exc).__name__}: {exc}") from exc
+            reply = Reply(ok=True, command_id=request.command_id, result=_jsonable(result))
+            uow.fold_in_appends()  # after the result is taken: it may hold parts of the aggregate
             appended.extend(uow.appended)
-            return Reply(ok=True, command_id=request.command_id, result=_jsonable(result)), uow.advance_to
+            return reply, uow.advance_to
         return _conflict(request), None
 
     def _committed(self, appended: list[Envelope]) -> None:

@@ -153,6 +153,9 @@ class HeldLock:
     chain_hash: str | None = None
     known: StreamVersions | None = None  # versions remembered from earlier batches
     versions_seen: dict[str, int] = field(default_factory=dict)  # in this transaction
+    # The last event (version, id) of streams read with the lock held from the start (exact),
+    # moved on by this transaction's own appends to them (`appended`).
+    heads: dict[str, tuple[int, uuid.UUID | None]] = field(default_factory=dict)
     # Appends held back (`defer`), to be written together by `write_deferred`: their rows
     # (the insert's columns), the version each of their streams was at, and the head the
     # first of them was chained to.
@@ -203,6 +206,7 @@ class HeldLock:
         # The head moved under us (a savepoint rolled back, another transaction appended):
         # any version known may be stale.
         self.versions_seen.clear()
+        self.heads.clear()
         if self.known is not None:
             self.known.forget()
 
@@ -215,8 +219,28 @@ class HeldLock:
     def saw(self, stream_id: str, version: int) -> None:
         self.versions_seen[stream_id] = version
 
+    def saw_head(self, stream_id: str, version: int, event_id: uuid.UUID | None) -> None:
+        """The stream's last event, read with the lock held from the start of the transaction."""
+        self.versions_seen[stream_id] = version
+        self.heads[stream_id] = (version, event_id)
+
+    def appended(self, stream_id: str, expected_version: int, count: int, last_event_id: uuid.UUID) -> None:
+        """This transaction appended `count` events to the stream at `expected_version` (held
+        back or written: either is checked before the commit, or the batch is given up)."""
+        if self.heads.get(stream_id, (None,))[0] == expected_version:
+            self.heads[stream_id] = (expected_version + count, last_event_id)
+        else:
+            self.heads.pop(stream_id, None)
+        self.versions_seen[stream_id] = expected_version + count
+
+    def ends_at(self, stream_id: str, version: int, event_id: uuid.UUID) -> bool:
+        """The stream's last event is known, without reading, to be `event_id` at `version`:
+        read so with the lock, or appended by this transaction after the last event so read."""
+        return self.heads.get(stream_id) == (version, event_id) and self.versions_seen.get(stream_id) == version
+
     def conflicted(self, stream_id: str) -> None:
         self.versions_seen.pop(stream_id, None)
+        self.heads.pop(stream_id, None)
         if self.known is not None:
             self.known.forget(stream_id)
 
@@ -261,10 +285,15 @@ def _version_of(stream: str) -> str:
     return f"(SELECT coalesce(max(v.stream_version), 0) FROM events AS v WHERE v.stream_id = {stream})"
 
 
-def versions_of(streams: str) -> str:
-    """The versions of the streams in the text[] parameter `streams`, as one JSON object, an
-    expression for a statement of the caller's own (a batch reads them with its lock)."""
-    return f"coalesce((SELECT json_object_agg(s, {_version_of('s')}) FROM unnest({streams}::text[]) AS s), '{{}}')"
+def heads_of(streams: str) -> str:
+    """The last event of each stream in the text[] parameter `streams` as `[version, event
+    id]` (`[0, null]`: no events yet), one JSON object, an expression for a statement of the
+    caller's own (a batch reads them with its lock)."""
+    return (
+        "coalesce((SELECT json_object_agg(s, coalesce((SELECT json_build_array(v.stream_version, v.event_id) "
+        "FROM events AS v WHERE v.stream_id = s ORDER BY v.stream_version DESC LIMIT 1), json_build_array(0, null))) "
+        f"FROM unnest({streams}::text[]) AS s), '{{}}')"
+    )
 
 
 _VERSION_AND_HEAD = (
@@ -459,7 +488,7 @@ class EventStore:
         if held is not None:
             held.position, held.chain_hash = envelopes[-1].global_position, hashes[-1]
             held.exact = True
-            held.saw(stream_id, expected_version + len(events))
+            held.appended(stream_id, expected_version, len(events), envelopes[-1].event_id)
         return envelopes
 
     async def read_stream_events(

@@ -3,6 +3,7 @@ append. Owns the service's router; rosters and presence add their routes in thei
 
 from __future__ import annotations
 
+from shared.auth import Identity
 from shared.commands import CommandRouter, Forbidden, UnitOfWork
 from shared.contracts import roster as ev
 from shared.directory import Directory, Person, actor_of
@@ -10,6 +11,11 @@ from services.roster import commands as c
 from services.roster.domain import DepartmentDirectory
 
 router = CommandRouter()
+
+
+def _directory_stream(_cmd, tenant: str, _identity: Identity) -> list[str]:
+    """What every directory command folds: its last event is read with the batch's lock."""
+    return [ev.directory_stream(tenant)]
 
 
 async def _load(uow: UnitOfWork) -> tuple[DepartmentDirectory, int]:
@@ -66,7 +72,7 @@ async def current_person(uow: UnitOfWork) -> Person:
     return person
 
 
-@router.command(c.ImportDepartment)
+@router.command(c.ImportDepartment, streams=_directory_stream)
 async def import_department(cmd: c.ImportDepartment, uow: UnitOfWork) -> dict:
     """Bring the directory in line with a department file; unchanged entries add no events."""
     await _require_directory_manager(uow)
@@ -74,35 +80,35 @@ async def import_department(cmd: c.ImportDepartment, uow: UnitOfWork) -> dict:
     return await _save(uow, version, directory.import_department(cmd))
 
 
-@router.command(c.AddPerson)
+@router.command(c.AddPerson, streams=_directory_stream)
 async def add_person(cmd: c.AddPerson, uow: UnitOfWork) -> dict:
     await _require_directory_manager(uow)
     directory, version = await _load(uow)
     return await _save(uow, version, directory.add_person(ev.PersonAdded(**cmd.model_dump())))
 
 
-@router.command(c.ChangeRoles)
+@router.command(c.ChangeRoles, streams=_directory_stream)
 async def change_roles(cmd: c.ChangeRoles, uow: UnitOfWork) -> dict:
     await _require_directory_manager(uow)
     directory, version = await _load(uow)
     return await _save(uow, version, directory.change_roles(cmd.person_id, cmd.roles))
 
 
-@router.command(c.MovePerson)
+@router.command(c.MovePerson, streams=_directory_stream)
 async def move_person(cmd: c.MovePerson, uow: UnitOfWork) -> dict:
     await _require_directory_manager(uow)
     directory, version = await _load(uow)
     return await _save(uow, version, directory.move_person(cmd.person_id, cmd.division_id))
 
 
-@router.command(c.RemovePerson)
+@router.command(c.RemovePerson, streams=_directory_stream)
 async def remove_person(cmd: c.RemovePerson, uow: UnitOfWork) -> dict:
     await _require_directory_manager(uow)
     directory, version = await _load(uow)
     return await _save(uow, version, directory.remove_person(cmd.person_id))
 
 
-@router.command(c.RegisterSigningKey)
+@router.command(c.RegisterSigningKey, streams=_directory_stream)
 async def register_signing_key(cmd: c.RegisterSigningKey, uow: UnitOfWork) -> dict:
     """A person registers their own public key (or the IT team does it for them)."""
     if not uow.identity.is_admin and uow.identity.person_id != cmd.person_id:
@@ -116,7 +122,7 @@ async def register_signing_key(cmd: c.RegisterSigningKey, uow: UnitOfWork) -> di
     )
 
 
-@router.command(c.DesignateActingHead)
+@router.command(c.DesignateActingHead, streams=_directory_stream)
 async def designate_acting_head(cmd: c.DesignateActingHead, uow: UnitOfWork) -> dict:
     """The division head (or the Director) lets a deputy act for the head for a period."""
     if not uow.identity.is_admin:
@@ -136,14 +142,14 @@ async def designate_acting_head(cmd: c.DesignateActingHead, uow: UnitOfWork) -> 
     )
 
 
-@router.command(c.ActivatePlan)
+@router.command(c.ActivatePlan, streams=_directory_stream)
 async def activate_plan(cmd: c.ActivatePlan, uow: UnitOfWork) -> dict:
     await _require_director(uow)
     directory, version = await _load(uow)
     return await _save(uow, version, directory.activate_plan(ev.PlanActivated(**cmd.model_dump())))
 
 
-@router.command(c.AmendPlan)
+@router.command(c.AmendPlan, streams=_directory_stream)
 async def amend_plan(cmd: c.AmendPlan, uow: UnitOfWork) -> dict:
     """The Director amends a plan: sessions, own days off, on-site rules, check-in grace, title."""
     await _require_director(uow)
@@ -151,21 +157,21 @@ async def amend_plan(cmd: c.AmendPlan, uow: UnitOfWork) -> dict:
     return await _save(uow, version, directory.amend_plan(ev.PlanAmended(**cmd.model_dump())))
 
 
-@router.command(c.AddHoliday)
+@router.command(c.AddHoliday, streams=_directory_stream)
 async def add_holiday(cmd: c.AddHoliday, uow: UnitOfWork) -> dict:
     await _require_calendar_keeper(uow)
     directory, version = await _load(uow)
     return await _save(uow, version, directory.add_holiday(cmd.day, cmd.name))
 
 
-@router.command(c.RemoveHoliday)
+@router.command(c.RemoveHoliday, streams=_directory_stream)
 async def remove_holiday(cmd: c.RemoveHoliday, uow: UnitOfWork) -> dict:
     await _require_calendar_keeper(uow)
     directory, version = await _load(uow)
     return await _save(uow, version, directory.remove_holiday(cmd.day))
 
 
-@router.command(c.EndPlan)
+@router.command(c.EndPlan, streams=_directory_stream)
 async def end_plan(cmd: c.EndPlan, uow: UnitOfWork) -> dict:
     await _require_director(uow)
     directory, version = await _load(uow)

@@ -465,9 +465,8 @@ async def test_a_batch_that_waited_for_the_lock_writes_its_first_append_at_once(
     await toy.assert_store_whole()
 
 
-async def test_an_aggregate_folded_in_a_batch_is_taken_up_where_it_was_left(toy, idp, monkeypatch):
-    """Later batches read only the events after the fold they keep, and fold afresh when what
-    it was folded up to is gone (a batch given up) or another process appended meanwhile."""
+def count_stream_reads(monkeypatch) -> list[tuple[int, int]]:
+    """(from version, events found) of each stream read from here on."""
     reads = []
     read = STORE.read_stream_events
 
@@ -477,18 +476,27 @@ async def test_an_aggregate_folded_in_a_batch_is_taken_up_where_it_was_left(toy,
         return stored
 
     monkeypatch.setattr(STORE, "read_stream_events", counted)
+    return reads
+
+
+async def test_an_aggregate_folded_in_a_batch_is_taken_up_where_it_was_left(toy, idp, monkeypatch):
+    """Later batches read only the events after the fold they keep (the command's own appends
+    applied to it once it is decided), and fold afresh when what it was folded up to is gone
+    (a batch given up) or another process appended meanwhile."""
+    reads = count_stream_reads(monkeypatch)
 
     async def fold(*names: str, **extra) -> list:
         return await toy.together(*(toy.body(stream="s1", name=n, folded=True, **extra) for n in names))
 
     replies = await fold("A", "B", "C")
     assert [r.result["names_before"] for r in replies] == [[], ["A"], ["A", "B"]]
-    # An empty stream keeps nothing; then each fold reads from the event it was kept at.
-    assert reads == [(1, 0), (1, 1), (1, 2)]
+    # An empty stream keeps nothing; then each fold reads from the event it was kept at, the
+    # last one the command before appended.
+    assert reads == [(1, 0), (1, 1), (2, 1)]
     reads.clear()
     [reply] = await fold("D")
     assert reply.result["names_before"] == ["A", "B", "C"]
-    assert reads == [(2, 2)]  # the event it was kept at (still there) and the one after it
+    assert reads == [(3, 1)]  # the event it was kept at, still there, and none after it
     # A batch given up: its appends are rolled back, and the fold kept at the last of them
     # ("E" as v5) is not trusted. Decided alone, "E" is v5 again, a new event.
     replies = await toy.together(toy.body(stream="s1", name="E", folded=True),
@@ -506,14 +514,63 @@ async def test_an_aggregate_folded_in_a_batch_is_taken_up_where_it_was_left(toy,
     reads.clear()
     [reply] = await fold("H")
     assert reply.result["names_before"] == ["A", "B", "C", "D", "E", "F", "G"]
-    assert reads == [(5, 3)]
+    assert reads == [(6, 2)]
     # Some other event where the kept one was: folded afresh.
     folds = toy.dispatcher._folds
     folds.keep("s1", ToyDivisions, folds.get("s1", ToyDivisions)._replace(event_id=uuid.uuid4()))
     reads.clear()
     [reply] = await fold("I")
     assert reply.result["names_before"] == ["A", "B", "C", "D", "E", "F", "G", "H"]
-    assert reads == [(7, 2), (1, 8)]
+    assert reads == [(8, 1), (1, 8)]
+    await toy.assert_store_whole(batches_given_up=1)
+
+
+async def test_a_fold_whose_last_event_the_lock_read_reads_nothing(toy, idp, monkeypatch):
+    """A command naming the stream it folds has the stream's last event read with its batch's
+    lock: a fold kept at that very event (or at the last one appended in the batch since) is
+    taken as it is, without a read; a fold kept at any other event is read on or folded afresh."""
+    reads = count_stream_reads(monkeypatch)
+    route = toy.router.routes["AddDivision"]
+    monkeypatch.setitem(toy.router.routes, "AddDivision",
+                        dataclasses.replace(route, streams=lambda cmd, tenant, identity: [cmd.stream]))
+
+    async def fold(*names: str, **extra) -> list:
+        replies = await toy.together(*(toy.body(stream="s1", name=n, folded=True, **extra) for n in names))
+        return [r.result["names_before"] if r.ok else r.error.code for r in replies]
+
+    assert await fold("A", "B") == [[], ["A"]]
+    assert reads == [(1, 0), (1, 1)]  # an empty stream keeps nothing
+    reads.clear()
+    assert await fold("C", "D") == [["A", "B"], ["A", "B", "C"]]
+    assert reads == []
+    # A batch given up: its commands are decided again alone, outside any batch (each reads
+    # the whole stream), and the fold kept at the rolled-back "E" is not the last event the
+    # next batch's lock reads: it is read on from, found gone, and folded afresh.
+    replies = await toy.together(toy.body(stream="s1", name="E", folded=True),
+                                 toy.body(stream="s1", name="Lỗi", folded=True, bug=True))
+    assert [r.ok for r in replies] == [True, False]
+    assert replies[0].result["names_before"] == ["A", "B", "C", "D"]
+    assert reads == [(1, 4), (1, 5)]
+    reads.clear()
+    assert await fold("F") == [["A", "B", "C", "D", "E"]]
+    assert reads == [(5, 1), (1, 5)]
+    reads.clear()
+    # Another process appends: its event is the last one, so the kept fold is read on from.
+    async with Toy(toy.url, idp) as replica:
+        [other] = await replica.together(replica.body(stream="s1", name="G", folded=True))
+    assert other.ok
+    reads.clear()
+    assert await fold("H") == [["A", "B", "C", "D", "E", "F", "G"]]
+    assert reads == [(6, 2)]
+    reads.clear()
+    assert await fold("I", "J") == [["A", "B", "C", "D", "E", "F", "G", "H"],
+                                   ["A", "B", "C", "D", "E", "F", "G", "H", "I"]]
+    assert reads == []
+    # Some other event where the kept one was: folded afresh.
+    folds = toy.dispatcher._folds
+    folds.keep("s1", ToyDivisions, folds.get("s1", ToyDivisions)._replace(event_id=uuid.uuid4()))
+    assert await fold("K") == [["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"]]
+    assert reads == [(10, 1), (1, 10)]
     await toy.assert_store_whole(batches_given_up=1)
 
 
