@@ -156,8 +156,8 @@ async def backlog(probe_topology, system, tmp_path):
             routing_key=routing_key,
         )
 
-    async def start() -> Probe:
-        agen = _probe(system, tmp_path)
+    async def start(**overrides) -> Probe:
+        agen = _probe(system, tmp_path, **overrides)
         started = await agen.__anext__()
         cleanups.append(agen)
         return started
@@ -171,7 +171,7 @@ async def backlog(probe_topology, system, tmp_path):
         await connection.close()
 
 
-async def _probe(system, tmp_path):
+async def _probe(system, tmp_path, **overrides):
     migrations = tmp_path / "probe"
     migrations.mkdir()
     (migrations / "001_probe.sql").write_text(PROBE_SQL)
@@ -181,7 +181,7 @@ async def _probe(system, tmp_path):
         consumed_projections={PROBE.name: probe_projection()},
         migrations=(migrations,),
     )
-    runtime = await system.start(definition, handler_attempts=3, event_batch=50)
+    runtime = await system.start(definition, **{"handler_attempts": 3, "event_batch": 50, **overrides})
     connection = await aio_pika.connect(AMQP_URL)
     try:
         yield Probe(system, runtime, await connection.channel(publisher_confirms=True))
@@ -573,6 +573,27 @@ async def test_a_consumer_starts_with_one_message_in_hand(backlog, monkeypatch):
     # consumer as it is cancelled would come back last and be refused as out of order).
     assert [v for _, v, _ in await probe.rows()] == list(range(1, 61))
     assert await drain_queue(probe.dlq, 0, timeout=0.5) == []
+
+
+async def test_redeliveries_taken_one_at_a_time_are_acknowledged_at_once(backlog, system):
+    """At prefetch 1 nothing more comes until the message in hand is acknowledged: the careful
+    start acknowledges each redelivery at once, not after the acknowledgements' delay (with a
+    delay of 5 s, twenty redeliveries would otherwise take 100 s)."""
+    publish, start = backlog
+    for i in range(1, 21):
+        await publish(envelope(created(f"Phòng {i}"), stream_id="s", version=i))
+    # A consumer that dies holding them all: they come back marked as redelivered.
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=50)
+    held: list = []
+    queue = await channel.get_queue(PROBE.queue(system.namespace), ensure=False)
+    await queue.consume(held.append)
+    await eventually(lambda: len(held) == 20, 10, what="twenty messages held")
+    await connection.close()
+    probe = await start(ack_delay_seconds=5.0)
+    await probe.settled(20, timeout=8)
+    assert [v for _, v, _ in await probe.rows()] == list(range(1, 21))
 
 
 async def _equals(value, expected) -> bool:

@@ -48,6 +48,26 @@ async def test_deliveries_handled_together_are_acknowledged_with_one_frame():
     assert acks.frames == 1
 
 
+async def test_a_channel_with_many_waiting_is_acknowledged_without_waiting_the_delay():
+    """A busy channel would otherwise sit with its prefetch full until the delay is up."""
+    acks, channel = AckCoalescer(10.0, most=3), FakeChannel()
+    for tag in (1, 2):
+        await acks.ack(FakeMessage(channel, tag))
+    assert channel.sent == []
+    await acks.ack(FakeMessage(channel, 3))
+    await asyncio.sleep(0)  # the frame goes from a task of its own
+    assert channel.sent == [(3, True)]
+    # Held back behind one still being handled, the many waiting send nothing early.
+    for tag in (5, 6, 7):
+        await acks.ack(FakeMessage(channel, tag))
+    await asyncio.sleep(0)
+    assert channel.acknowledged() == {1, 2, 3}
+    await acks.ack(FakeMessage(channel, 4))
+    await asyncio.sleep(0)
+    assert channel.acknowledged() == {1, 2, 3, 4, 5, 6, 7}
+    assert channel.sent[-1] == (7, True)
+
+
 async def test_a_delivery_still_being_handled_holds_back_those_after_it():
     acks, channel = AckCoalescer(DELAY, longest=10.0), FakeChannel()
     await acks.ack(FakeMessage(channel, 1))
