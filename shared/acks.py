@@ -6,10 +6,8 @@ A quorum queue writes every acknowledgement to its log, and at a few hundred mes
 20 ms for a paced stream cost it 0.86-0.91 ms of CPU per message against 1.12-1.22 ms with
 one ack each (a quorum queue at 173 messages/s). A delivery's ack waits at most `delay`; a
 process that dies meanwhile has those deliveries redelivered, which handlers already expect
-(the inbox and the stored replies answer them). The delay is 100 ms: each frame the process
-sends is one more wake-up of it and of RabbitMQ, dearer than the frame itself on a machine
-whose cores every service shares (at 120 commands/s, RabbitMQ's CPU per command 1.94-1.96 ms
-against 2.29 with 20 ms); a channel with `most` deliveries waiting is acknowledged at once.
+(the inbox and the stored replies answer them). A channel with `most` deliveries waiting is
+acknowledged at once, so a longer delay never leaves a busy one with its prefetch full.
 
 `multiple` acknowledges every delivery of the channel up to the tag, so it is sent only up to
 the last tag below which every delivery was settled here: a delivery still being handled holds
@@ -25,7 +23,7 @@ from dataclasses import dataclass, field
 
 from shared.observability import get_logger
 
-ACK_DELAY = 0.1
+ACK_DELAY = 0.02
 # A channel with this many deliveries waiting has them acknowledged at once, so a busy one
 # never waits `delay` with its prefetch full (prefetches here are 100 and more).
 ACK_AT_MOST = 32
