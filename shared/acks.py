@@ -71,6 +71,11 @@ class AckCoalescer:
         elif self._timer is None:
             self._timer = loop.call_later(self.delay, self._send_due)
 
+    async def now(self, message) -> None:
+        """Acknowledge `message` at once, on its own (a channel lost meanwhile only logged)."""
+        self.settled(message)
+        await self._send([(message, False)])
+
     def settled(self, message) -> None:
         """`message` was acknowledged or rejected some other way."""
         if self.immediate:

@@ -291,11 +291,7 @@ class EventConsumer:
             await self._speed_up(message)
             return
         if self._careful:  # at prefetch 1 nothing more comes until this one is acknowledged
-            self._acks.settled(message)
-            try:
-                await message.ack()
-            except Exception as exc:  # noqa: BLE001 - its channel is gone: it comes back anyway
-                log.warning("acknowledgement not sent", queue=self.queue, error=repr(exc))
+            await self._acks.now(message)
             return
         await self._acks.ack(message)
 
