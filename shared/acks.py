@@ -13,13 +13,21 @@ acknowledged at once, so a longer delay never leaves a busy one with its prefetc
 the last tag below which every delivery was settled here: a delivery still being handled holds
 back the acknowledgement of those after it (commands are answered out of order), which are
 acknowledged one by one once they have waited `longest`. A delivery settled some other way
-(rejected, requeued, its handler cancelled) is `settled` here so that it holds nothing back.
+(rejected, requeued, its handler cancelled) is `settled` here so that it holds nothing back,
+and is never acknowledged here afterwards.
+
+RabbitMQ closes a channel on an acknowledgement whose tag is no longer outstanding, a
+`multiple` one included: the frames leave in the order they were decided (one sender at a
+time; a send waits for the frames before it), so a later `multiple` never overtakes an
+earlier one. A delivery whose channel has closed is let go: it comes back on the next.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+
+from aiormq.exceptions import ChannelInvalidStateError
 
 from shared.observability import get_logger
 
@@ -46,13 +54,21 @@ class AckCoalescer:
         self._channels: dict[int, _Channel] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task] = set()
+        self._sender = asyncio.Lock()  # first come, first served: sends in the order decided
         self.immediate = delay <= 0
         self.frames = 0  # acknowledgements sent (each may cover many deliveries)
 
-    def _of(self, message) -> _Channel:
-        state = self._channels.get(id(message.channel))
-        if state is None or state.channel is not message.channel:  # a new or restored channel
-            state = self._channels[id(message.channel)] = _Channel(message.channel)
+    def _of(self, message) -> _Channel | None:
+        """The state of the message's channel; None once the channel has closed."""
+        try:
+            channel = message.channel  # aio-pika's message raises here once it has closed
+        except ChannelInvalidStateError:
+            return None
+        if getattr(channel, "is_closed", False):
+            return None
+        state = self._channels.get(id(channel))
+        if state is None or state.channel is not channel:  # a new or restored channel
+            state = self._channels[id(channel)] = _Channel(channel)
         return state
 
     async def ack(self, message) -> None:
@@ -62,7 +78,10 @@ class AckCoalescer:
             await message.ack()
             return
         loop = asyncio.get_running_loop()
-        waiting = self._of(message).waiting
+        state = self._of(message)
+        if state is None:  # its channel closed: the delivery comes back on the next one
+            return
+        waiting = state.waiting
         waiting[message.delivery_tag] = (message, loop.time())
         if len(waiting) >= self.most:
             if self._timer is not None:
@@ -77,12 +96,26 @@ class AckCoalescer:
         await self._send([(message, False)])
 
     def settled(self, message) -> None:
-        """`message` was acknowledged or rejected some other way."""
+        """`message` was acknowledged or rejected some other way (waiting here, it is dropped)."""
         if self.immediate:
             return
         state = self._of(message)
+        if state is None:
+            return
+        state.waiting.pop(message.delivery_tag, None)
         if message.delivery_tag > state.upto:
             state.settled.add(message.delivery_tag)
+
+    def owns(self, message) -> bool:
+        """`message` is waiting here or was settled already (acknowledged, a `multiple` ack
+        covering it included, or settled another way): to be settled no other way now."""
+        if self.immediate:
+            return bool(getattr(message, "processed", False))
+        state = self._of(message)
+        if state is None:  # its channel closed: nothing can settle it any more
+            return False
+        tag = message.delivery_tag
+        return tag in state.waiting or tag <= state.upto or tag in state.settled
 
     @staticmethod
     def _advance(state: _Channel) -> object | None:
@@ -130,12 +163,13 @@ class AckCoalescer:
             self._timer = asyncio.get_running_loop().call_later(self.delay, self._send_due)
 
     async def _send(self, sends: list) -> None:
-        for message, multiple in sends:
-            self.frames += 1
-            try:
-                await message.ack(multiple=multiple)
-            except Exception as exc:  # noqa: BLE001 - the channel is gone: redelivered anyway
-                log.warning("acknowledgement not sent", error=repr(exc))
+        async with self._sender:
+            for message, multiple in sends:
+                self.frames += 1
+                try:
+                    await message.ack(multiple=multiple)
+                except Exception as exc:  # noqa: BLE001 - the channel is gone: redelivered anyway
+                    log.warning("acknowledgement not sent", error=repr(exc))
 
     async def flush(self) -> None:
         """Send what waits, and acknowledge at once from now on (the service is stopping)."""

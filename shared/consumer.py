@@ -224,7 +224,10 @@ class EventConsumer:
         if id(message.channel) != self._channel_id:  # a new or restored channel: tags restart
             self._release_early()
             self._channel_id, self._next_tag = id(message.channel), 1
-        self._early[message.delivery_tag] = arrival
+        if message.delivery_tag < self._next_tag:  # given up for lost, and here after all
+            self._arrived.put_nowait(arrival)
+        else:
+            self._early[message.delivery_tag] = arrival
         while (ready := self._early.pop(self._next_tag, None)) is not None:
             self._arrived.put_nowait(ready)
             self._next_tag += 1
@@ -232,10 +235,12 @@ class EventConsumer:
 
     def _release_early(self) -> None:
         """Release what waits for a message that is not coming (its channel was lost, or it was
-        never handed over): in tag order, the best order known."""
+        never handed over): in tag order, the best order known. A channel that stays open goes on
+        counting after the last one released: awaited from 1 again, each later delivery would
+        wait for another gap."""
         for tag in sorted(self._early):
             self._arrived.put_nowait(self._early.pop(tag))
-        self._next_tag = 1
+            self._next_tag = tag + 1
 
     async def stop(self) -> None:
         """After the broker stopped (FastStream let the handlers under way finish): the worker
@@ -269,16 +274,19 @@ class EventConsumer:
                     _settle(arrival)
                 raise
             except Exception:  # noqa: BLE001 - e.g. the dead-letter exchange or channel failing
-                log.exception("consumer batch failed; its messages go back to the queue",
-                              queue=self.queue)
+                log.exception("consumer batch failed; its messages not acknowledged go back to "
+                              "the queue", queue=self.queue)
                 for arrival in batch:
-                    if not arrival.message.processed:
-                        self._acks.settled(arrival.message)
-                        try:
+                    # One handed to the acknowledgements was applied, and may be acknowledged
+                    # already by a `multiple` ack: a reject of it would close the channel.
+                    try:
+                        if not arrival.message.processed and not self._acks.owns(arrival.message):
+                            self._acks.settled(arrival.message)
                             await arrival.message.nack(requeue=True)
-                        except Exception:  # noqa: BLE001 - channel gone: redelivered anyway
-                            pass
-                    _settle(arrival)
+                    except Exception:  # noqa: BLE001 - channel gone: redelivered anyway
+                        pass
+                    finally:
+                        _settle(arrival)
                 continue
             for arrival in batch:
                 _settle(arrival)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from aiormq.exceptions import ChannelInvalidStateError
+
 from shared.acks import AckCoalescer
 
 
@@ -141,3 +143,92 @@ async def test_an_ack_whose_channel_closed_is_let_go():
     await settle()  # the closed channel is forgotten; its delivery comes back anyway
     assert channel.sent == []
     await acks.flush()
+
+
+class BrokerChannel(FakeChannel):
+    """A channel as RabbitMQ keeps it: an acknowledgement whose tag is not outstanding (acked
+    already, by a `multiple` too, or rejected) is a channel error that closes it; the write of
+    each frame lets other tasks run, as aiormq's does."""
+
+    def __init__(self, delivered: int) -> None:
+        super().__init__()
+        self.outstanding = set(range(1, delivered + 1))
+        self.errors: list[str] = []
+
+    def settle(self, tag: int, multiple: bool) -> None:
+        if tag not in self.outstanding:
+            self.errors.append(f"unknown delivery tag {tag}")
+            self.is_closed = True
+            return
+        self.outstanding -= {t for t in self.outstanding if t <= tag} if multiple else {tag}
+        self.sent.append((tag, multiple))
+
+
+class BrokerMessage(FakeMessage):
+    """`channel` raises once the channel is closed, as aio-pika's incoming message does."""
+
+    def __init__(self, channel: BrokerChannel, tag: int) -> None:
+        self._channel, self.delivery_tag = channel, tag
+
+    @property
+    def channel(self) -> BrokerChannel:
+        if self._channel.is_closed:
+            raise ChannelInvalidStateError
+        return self._channel
+
+    async def ack(self, multiple: bool = False) -> None:
+        channel = self.channel
+        await asyncio.sleep(0)
+        channel.settle(self.delivery_tag, multiple)
+
+    async def nack(self, requeue: bool = True) -> None:
+        channel = self.channel
+        await asyncio.sleep(0)
+        channel.settle(self.delivery_tag, False)
+
+
+async def test_acknowledgements_leave_in_the_order_they_were_decided():
+    """A burst acknowledged 32 at a time decides several sends at once; one of them acking a
+    second channel first must not let a later `multiple` overtake an earlier one (the earlier
+    one's tag is then no longer outstanding: RabbitMQ closes the channel)."""
+    acks = AckCoalescer(10.0, most=32)
+    commands, events = BrokerChannel(1), BrokerChannel(96)
+    await acks.ack(BrokerMessage(commands, 1))
+    for tag in range(1, 97):
+        await acks.ack(BrokerMessage(events, tag))
+    await asyncio.sleep(DELAY)
+    assert events.errors == [] and commands.errors == []
+    assert events.sent == [(32, True), (64, True), (96, True)]
+    await acks.flush()
+    assert commands.sent == [(1, True)]
+
+
+async def test_a_delivery_settled_another_way_while_waiting_is_never_acknowledged():
+    """Handed over, then rejected (its batch failed after all): acknowledging it afterwards
+    would be an unknown delivery tag."""
+    acks = AckCoalescer(DELAY, longest=DELAY * 2)
+    channel = BrokerChannel(3)
+    second = BrokerMessage(channel, 2)
+    await acks.ack(second)
+    await acks.ack(BrokerMessage(channel, 3))
+    acks.settled(second)
+    await second.nack()
+    await asyncio.sleep(DELAY * 6)  # 1 never settles here: 3 goes alone after `longest`
+    assert channel.errors == []
+    assert channel.sent == [(2, False), (3, False)]  # the nack, then 3 alone
+
+
+async def test_acknowledging_on_a_closed_channel_is_let_go():
+    """aio-pika's message raises on its `channel` once it is closed: nothing to send then (the
+    deliveries come back on the restored channel), and nothing raised to the handler."""
+    acks = AckCoalescer(DELAY)
+    channel = BrokerChannel(2)
+    first, second = BrokerMessage(channel, 1), BrokerMessage(channel, 2)
+    await acks.ack(first)
+    channel.is_closed = True
+    await acks.ack(second)
+    acks.settled(second)
+    assert acks.owns(second) is False
+    await settle()
+    await acks.flush()
+    assert channel.sent == []

@@ -7,6 +7,7 @@ import asyncio
 import random
 
 from shared import consumer as consumer_module
+from shared.acks import AckCoalescer
 from shared.consumer import EventConsumer
 from shared.projection import Projection
 from shared.topology import Subscription
@@ -74,3 +75,51 @@ async def test_a_delivery_that_never_comes_holds_the_others_only_briefly(monkeyp
     await asyncio.wait_for(handlers, 5)  # tag 2 never arrives: 3 and 4 go on after the gap
     await consumer.stop()
     assert [tag for batch in batches for _, tag in batch] == [1, 3, 4]
+
+
+async def test_deliveries_after_a_gap_flow_without_waiting_for_another(monkeypatch):
+    monkeypatch.setattr(consumer_module, "GAP_SECONDS", 0.5)
+    consumer, batches = recording_consumer()
+    channel = FakeChannel()
+    await asyncio.wait_for(hand_over(consumer, [FakeMessage(channel, t) for t in (1, 3, 4)]), 5)
+    # Tag 2 was given up for lost: the channel goes on at 5, which waits for nothing.
+    await asyncio.wait_for(hand_over(consumer, [FakeMessage(channel, t) for t in (6, 5)]), 0.3)
+    # Tag 2 turning up after all is applied at once (after its successors, as it came).
+    await asyncio.wait_for(hand_over(consumer, [FakeMessage(channel, 2)]), 0.3)
+    await consumer.stop()
+    assert [tag for batch in batches for _, tag in batch] == [1, 3, 4, 5, 6, 2]
+
+
+
+class SettlingMessage(FakeMessage):
+    def __init__(self, channel: FakeChannel, tag: int) -> None:
+        super().__init__(channel, tag)
+        self.rejected = False
+
+    async def ack(self, multiple: bool = False) -> None:
+        self.processed = True
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.rejected = True
+
+
+async def test_a_failed_batch_gives_back_only_what_was_not_handed_to_the_acknowledgements():
+    """Its first message applied and handed over (a `multiple` ack may cover it any moment),
+    the batch fails: the second goes back to the queue, the first is not rejected."""
+    consumer = EventConsumer(
+        "unit", Subscription("probe", "feed", ("roster.*",)), Projection("p", ("p",), source="feed"),
+        pool_provider=None, dead_letters=None, prefetch=50, acks=AckCoalescer(10.0),
+    )
+    channel = FakeChannel()
+    applied, failing = SettlingMessage(channel, 1), SettlingMessage(channel, 2)
+
+    async def apply_the_first_then_fail(arrivals) -> None:
+        await consumer._acks.ack(arrivals[0].message)
+        raise RuntimeError("the dead-letter exchange is gone")
+
+    consumer._handle_batch = apply_the_first_then_fail
+    await asyncio.wait_for(hand_over(consumer, [applied, failing]), 5)
+    assert (applied.rejected, failing.rejected) == (False, True)
+    await consumer._acks.flush()
+    await consumer.stop()
+    assert applied.processed and not failing.processed
