@@ -7,7 +7,9 @@ A quorum queue writes every acknowledgement to its log, and at a few hundred mes
 one ack each (a quorum queue at 173 messages/s). A delivery's ack waits at most `delay`; a
 process that dies meanwhile has those deliveries redelivered, which handlers already expect
 (the inbox and the stored replies answer them). A channel with `most` deliveries waiting is
-acknowledged at once, so a longer delay never leaves a busy one with its prefetch full.
+acknowledged at once, so a longer delay never leaves a busy one with its prefetch full. Every
+100 ms instead of 20 took another sixth of RabbitMQ's CPU per command away at 120 commands/s
+(2.03-2.13 against 2.46-2.64 ms, one event to four consumers).
 
 `multiple` acknowledges every delivery of the channel up to the tag, so it is sent only up to
 the last tag below which every delivery was settled here: a delivery still being handled holds
@@ -31,7 +33,7 @@ from aiormq.exceptions import ChannelInvalidStateError
 
 from shared.observability import get_logger
 
-ACK_DELAY = 0.02
+ACK_DELAY = 0.1
 # A channel with this many deliveries waiting has them acknowledged at once, so a busy one
 # never waits `delay` with its prefetch full (prefetches here are 100 and more).
 ACK_AT_MOST = 32

@@ -40,7 +40,7 @@ class Settings:
     event_batch: int = 200  # events an event consumer holds and applies in one transaction
     handler_attempts: int = 5
     # Deliveries acknowledged together within this long (0: each at once; see shared.acks).
-    ack_delay_seconds: float = 0.02
+    ack_delay_seconds: float = 0.1
     command_timeout_seconds: float = 10.0
     # Off where an administrator provisions the broker (least-privilege users cannot declare
     # other services' queues); the definitions then come from `python -m ops.broker_definitions`.
