@@ -684,6 +684,14 @@ _STORED_WITH_REPLIES = frozenset({"events", "command_replies", "projection_check
 _WRITES = re.compile(r"\b(insert|update|delete|merge|truncate|copy|notify|pg_notify|create|drop|alter|"
                      r"grant|revoke|call|do|setval|nextval)\b")
 _DIRECTORY = "dir_people"  # the table whose rows a batch reads ahead for its actors
+_ONE_PERSON_WRITES: set[str] = set()  # statements writing one person's row of it (`writes_one_person`)
+
+
+def writes_one_person(*statements: str) -> None:
+    """Declare statements that write one person's directory row and no other, their $1 the
+    tenant and $2 the person: after one, a batch reads that person afresh as an actor, and
+    keeps the others it read ahead (any other write to the people empties them all)."""
+    _ONE_PERSON_WRITES.update(statements)
 _EVENTS = re.compile(r"\bevents\b")  # the event store's table, where appends held back go
 _READ_ONLY_USES = frozenset({"is_in_transaction", "is_closed", "get_server_pid", "get_settings"})
 
@@ -693,7 +701,8 @@ class WatchedConnection:
     wrote through it (any statement that may change something counts: a refusal after it
     cannot be undone without giving the batch up). A write that may touch the directory's
     people empties the actors the batch read ahead (`actors`), so what comes after reads them
-    afresh."""
+    afresh; one declared to write a single person's row (`writes_one_person`) forgets that
+    person's alone."""
 
     __slots__ = ("_conn", "_actors", "_deferred", "_held", "wrote")
     # query -> (may write, may write the directory, names the event store)
@@ -711,8 +720,9 @@ class WatchedConnection:
     def unwatched(self):
         return self._conn
 
-    def _see(self, query: str) -> bool:
-        """Note what `query` may do; whether it may see the event store."""
+    def _see(self, query: str, rows: Sequence[Sequence] = ()) -> bool:
+        """Note what `query` may do (`rows`: the arguments of each execution); whether it may
+        see the event store."""
         verdict = self._verdicts.get(query)
         if verdict is None:
             lowered = query.lower()
@@ -721,40 +731,46 @@ class WatchedConnection:
             if len(self._verdicts) < 10_000:
                 self._verdicts[query] = verdict
         if verdict[0]:
-            self._wrote(verdict[1])
+            self._wrote(verdict[1], query, rows)
         return verdict[2]
 
-    async def _before(self, query: str) -> None:
+    async def _before(self, query: str, rows: Sequence[Sequence] = ()) -> None:
         """Before `query`: note it, and write what waits that it may see."""
-        if self._see(query) and self._held is not None and self._held.holds_rows():
+        if self._see(query, rows) and self._held is not None and self._held.holds_rows():
             await self._held.write_deferred(self._conn)
         if self._deferred is not None:
             await self._deferred.before(query)
 
-    def _wrote(self, directory: bool = True) -> None:
+    def _wrote(self, directory: bool = True, query: str | None = None, rows: Sequence[Sequence] = ()) -> None:
         self.wrote = True
-        if directory and self._actors:
+        if not directory or not self._actors:
+            return
+        if query in _ONE_PERSON_WRITES and rows and all(len(row) >= 2 for row in rows):
+            for tenant, person_id, *_ in rows:
+                self._actors.pop((tenant, person_id), None)
+        else:
             self._actors.clear()
 
     async def execute(self, query: str, *args, **kwargs):
-        await self._before(query)
+        await self._before(query, (args,))
         return await self._conn.execute(query, *args, **kwargs)
 
     async def executemany(self, command: str, args, **kwargs):
-        await self._before(command)
-        self._wrote(_DIRECTORY in command.lower())
-        return await self._conn.executemany(command, args, **kwargs)
+        rows = list(args)
+        await self._before(command, rows)
+        self._wrote(_DIRECTORY in command.lower(), command, rows)
+        return await self._conn.executemany(command, rows, **kwargs)
 
     async def fetch(self, query: str, *args, **kwargs):
-        await self._before(query)
+        await self._before(query, (args,))
         return await self._conn.fetch(query, *args, **kwargs)
 
     async def fetchrow(self, query: str, *args, **kwargs):
-        await self._before(query)
+        await self._before(query, (args,))
         return await self._conn.fetchrow(query, *args, **kwargs)
 
     async def fetchval(self, query: str, *args, **kwargs):
-        await self._before(query)
+        await self._before(query, (args,))
         return await self._conn.fetchval(query, *args, **kwargs)
 
     def transaction(self, **kwargs):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from shared.commands import NotFound
+from shared.commands import NotFound, writes_one_person
 from shared.contracts import roster as ev
 from shared.projection import Projection
 
@@ -65,6 +65,15 @@ class Plan:
     def is_working_day(self, day: date) -> bool:
         return self.covers(day) and day.weekday() < 5 and day not in self.holidays
 
+
+# The projection's writes of one person's row ($1 the tenant, $2 the person): a batch of
+# commands that read its actors ahead forgets that person's row alone after one.
+_ADD_PERSON = ("INSERT INTO dir_people (tenant, person_id, full_name, email, division_id, roles, locale) "
+               "VALUES ($1, $2, $3, $4, $5, $6, $7)")
+_CHANGE_ROLES = "UPDATE dir_people SET roles = $3 WHERE tenant = $1 AND person_id = $2"
+_MOVE_PERSON = "UPDATE dir_people SET division_id = $3 WHERE tenant = $1 AND person_id = $2"
+_REMOVE_PERSON = "UPDATE dir_people SET active = false WHERE tenant = $1 AND person_id = $2"
+writes_one_person(_ADD_PERSON, _CHANGE_ROLES, _MOVE_PERSON, _REMOVE_PERSON)
 
 def _person(row: asyncpg.Record) -> Person:
     return Person(
@@ -207,30 +216,26 @@ def directory_projection(source: str = "own") -> Projection:
     @projection.on(ev.PersonAdded)
     async def _person_added(conn, env, e: ev.PersonAdded) -> None:
         await conn.execute(
-            "INSERT INTO dir_people (tenant, person_id, full_name, email, division_id, roles, locale) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            _ADD_PERSON,
             env.tenant, e.person_id, e.full_name, e.email, e.division_id, list(e.roles), e.locale,
         )
 
     @projection.on(ev.PersonRolesChanged)
     async def _roles(conn, env, e: ev.PersonRolesChanged) -> None:
         await conn.execute(
-            "UPDATE dir_people SET roles = $3 WHERE tenant = $1 AND person_id = $2",
-            env.tenant, e.person_id, list(e.roles),
+            _CHANGE_ROLES, env.tenant, e.person_id, list(e.roles),
         )
 
     @projection.on(ev.PersonMoved)
     async def _moved(conn, env, e: ev.PersonMoved) -> None:
         await conn.execute(
-            "UPDATE dir_people SET division_id = $3 WHERE tenant = $1 AND person_id = $2",
-            env.tenant, e.person_id, e.division_id,
+            _MOVE_PERSON, env.tenant, e.person_id, e.division_id,
         )
 
     @projection.on(ev.PersonRemoved)
     async def _removed(conn, env, e: ev.PersonRemoved) -> None:
         await conn.execute(
-            "UPDATE dir_people SET active = false WHERE tenant = $1 AND person_id = $2",
-            env.tenant, e.person_id,
+            _REMOVE_PERSON, env.tenant, e.person_id,
         )
 
     @projection.on(ev.SigningKeyRegistered)

@@ -686,6 +686,43 @@ async def test_a_batch_reads_its_actors_ahead_and_afresh_once_the_directory_chan
     assert replies[3].error.code == replies[5].error.code == "forbidden"
 
 
+async def test_a_directory_change_makes_a_batch_read_again_only_the_person_it_changed(system, monkeypatch):
+    """The Chief of Office changing others' roles in one batch is read once, with the lock; once
+    a command changes the Chief's own roles, the Chief is read again and refused after it."""
+    from shared import directory
+
+    runtime = await system.start(roster_definition())
+    department = json.loads((__import__("pathlib").Path(__file__).parents[2]
+                             / "services/roster/demo/department.json").read_text())
+    assert (await system.send("roster", "ImportDepartment", department)).ok
+    dispatcher = runtime.batcher.dispatcher
+    chief = next(p for p in department["people"] if "chief_of_office" in p["roles"])
+    others = [p for p in department["people"] if p["roles"] == ["staff"]][:3]
+    read_again: list[str] = []
+    person = directory.Directory.person
+
+    async def counting(self, person_id):
+        read_again.append(person_id)
+        return await person(self, person_id)
+
+    monkeypatch.setattr(directory.Directory, "person", counting)
+
+    def change(person_id: str, roles: list[str]) -> bytes:
+        return json.dumps({"command_id": str(uuid.uuid4()), "type": "ChangeRoles", "tenant": TENANT,
+                           "token": system.token(chief["id"]),
+                           "payload": {"person_id": person_id, "roles": roles}}).encode()
+
+    batch = [change(p["id"], ["staff", "secret_document_handler"]) for p in others]
+    batch.append(change(chief["id"], ["division_head"]))  # the Chief gives the office up
+    batch.append(change(others[0]["id"], ["staff"]))
+    batches_before = dispatcher.batches
+    replies = await dispatcher.run_commands([dispatcher.triage(b) for b in batch])
+    assert dispatcher.batches == batches_before + 1 and dispatcher.batches_given_up == 0
+    assert [r.ok for r in replies] == [True, True, True, True, False]
+    assert replies[4].error.code == "forbidden"
+    assert read_again == [chief["id"]]  # after the Chief's own change only
+
+
 async def test_a_batch_and_the_leave_consumer_take_their_locks_in_one_order(toy):
     """Roster's leave consumer takes the department's roster lock, then appends; a batch holds
     the append lock from its start, then a roster command in it takes the department's lock.
