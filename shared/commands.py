@@ -685,6 +685,8 @@ _WRITES = re.compile(r"\b(insert|update|delete|merge|truncate|copy|notify|pg_not
                      r"grant|revoke|call|do|setval|nextval)\b")
 _DIRECTORY = "dir_people"  # the table whose rows a batch reads ahead for its actors
 _ONE_PERSON_WRITES: set[str] = set()  # statements writing one person's row of it (`writes_one_person`)
+_EVENTS = re.compile(r"\bevents\b")  # the event store's table, where appends held back go
+_READ_ONLY_USES = frozenset({"is_in_transaction", "is_closed", "get_server_pid", "get_settings"})
 
 
 def writes_one_person(*statements: str) -> None:
@@ -692,8 +694,6 @@ def writes_one_person(*statements: str) -> None:
     tenant and $2 the person: after one, a batch reads that person afresh as an actor, and
     keeps the others it read ahead (any other write to the people empties them all)."""
     _ONE_PERSON_WRITES.update(statements)
-_EVENTS = re.compile(r"\bevents\b")  # the event store's table, where appends held back go
-_READ_ONLY_USES = frozenset({"is_in_transaction", "is_closed", "get_server_pid", "get_settings"})
 
 
 class WatchedConnection:
