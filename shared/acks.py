@@ -110,9 +110,10 @@ class AckCoalescer:
 
     def owns(self, message) -> bool:
         """`message` is waiting here or was settled already (acknowledged, a `multiple` ack
-        covering it included, or settled another way): to be settled no other way now."""
+        covering it included, or settled another way): to be settled no other way now. (Acking
+        at once, nothing waits here: the message's own `processed` tells.)"""
         if self.immediate:
-            return bool(getattr(message, "processed", False))
+            return False
         state = self._of(message)
         if state is None:  # its channel closed: nothing can settle it any more
             return False

@@ -75,6 +75,7 @@ _MOVE_PERSON = "UPDATE dir_people SET division_id = $3 WHERE tenant = $1 AND per
 _REMOVE_PERSON = "UPDATE dir_people SET active = false WHERE tenant = $1 AND person_id = $2"
 writes_one_person(_ADD_PERSON, _CHANGE_ROLES, _MOVE_PERSON, _REMOVE_PERSON)
 
+
 def _person(row: asyncpg.Record) -> Person:
     return Person(
         row["person_id"], row["full_name"], row["email"], row["division_id"],
