@@ -216,6 +216,9 @@ def paced_figures(h: dict) -> str:
     if len(rounds) > 1:
         line += (" (rounds " + " / ".join(f"{r['to_projection']['p99_ms']}" for r in rounds)
                  + " at " + " / ".join(f"{r['rate']:g}" for r in rounds) + "/s)")
+    if "to_append" in h:
+        line += (f"; to the append p50 {h['to_append']['p50_ms']} / p99 {h['to_append']['p99_ms']} ms, "
+                 f"from it {h['append_to_projection']['p50_ms']} / {h['append_to_projection']['p99_ms']} ms")
     if h.get("storage"):
         line += (f"; storage held everything up {h['storage']['stalled_ms']:g} ms in all, at worst "
                  f"{h['storage']['worst_100ms_stalled_ms']:g} ms of 100")

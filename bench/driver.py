@@ -4,12 +4,14 @@ long its reply took, and how it was answered.
 
 One `CommandClient` (one connection) carries every command, as a gateway carries many
 people's: those ready at once, or sent while its message to a service is unanswered, travel
-together (`shared.client`); a semaphore sets how many are in flight at once.
+together (`shared.client`); a semaphore sets how many are in flight at once in a closed loop
+(an open loop sends each at its time, `bounded=False`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
@@ -60,10 +62,12 @@ class Driver:
 
     async def send(self, service: str, command_type: str, payload: dict, *, tenant: str,
                    person: str | None = None, admin: bool = False, record: bool = True,
-                   timeout: float = 60.0) -> tuple[Reply, Sent]:
+                   timeout: float = 60.0, bounded: bool = True) -> tuple[Reply, Sent]:
+        """The command sent and answered. `bounded`: first wait for one of the `clients` places
+        in flight (a closed loop's concurrency); an open loop sends at once."""
         token = self.token(tenant, person or "it-admin", admin or person is None)
         command_id = uuid.uuid4()
-        async with self._in_flight:
+        async with self._in_flight if bounded else contextlib.nullcontext():
             sent_at, started = time.time(), time.perf_counter()
             reply = await self.client.send(service, command_type, payload, tenant=tenant, token=token,
                                            command_id=command_id, timeout=timeout)

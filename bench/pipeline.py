@@ -156,7 +156,13 @@ async def paced(driver: Driver, work: Workload, rate: float, seconds: float, dat
 
     async def one(at: float) -> None:
         tenant, payload, person = work.next_for(next(departments))
-        _, sent = await driver.send(work.service, work.command, payload, tenant=tenant, person=person)
+        # Open loop: sent at its time, whatever is in flight. The driver's bound on commands in
+        # flight (`BENCH_CLIENTS`) is the closed loop's concurrency; here it would hold
+        # commands back after a hiccup and let them out that many at a time, so a backlog
+        # drained at what that many in flight sustain, not at what the services sustain with
+        # the larger batches a backlog makes.
+        _, sent = await driver.send(work.service, work.command, payload, tenant=tenant, person=person,
+                                    bounded=False)
         scheduled[str(sent.command_id)] = at
 
     batching_before = await batching(driver, work.service)
@@ -170,12 +176,20 @@ async def paced(driver: Driver, work: Workload, rate: float, seconds: float, dat
     consuming_after = await consuming(driver, work.consumer[0])
     sent = [s for s in driver.sent[start:] if s.ok]
     arrived = await inbox_arrivals(databases[work.consumer[0]], work.consumer[1])
+    appended = await appended_at(databases[work.service])
+    both = [c for c in scheduled if c in arrived and c in appended]
     raw = {"reply": [s.seconds + (s.sent_at - scheduled.get(str(s.command_id), s.sent_at)) for s in sent],
-           "to_projection": latencies(sent, arrived, scheduled)}
+           "to_projection": latencies(sent, arrived, scheduled),
+           # Where the time goes: to the append (the client, the broker, the service's batch),
+           # then from the append (its commit, the relay, the broker, the consumer).
+           "to_append": [appended[c] - scheduled[c] for c in both],
+           "append_to_projection": [arrived[c] - appended[c] for c in both]}
     return {
         "pipeline": work.label, "rate": round(rate, 1), "commands": count, "refused": count - len(sent),
         "reply": summary(raw["reply"]),
         "to_projection": summary(raw["to_projection"], of=len(sent)),
+        "to_append": summary(raw["to_append"]),
+        "append_to_projection": summary(raw["append_to_projection"]),
         "cpu_ms_per_command": cpu, "storage": stalls.figures(), RAW: raw,
         # Commands per transaction, and events per consumer batch: smaller than saturated.
         "mean_batch": mean_batch(batching_before, batching_after),
