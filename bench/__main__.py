@@ -216,9 +216,6 @@ def paced_figures(h: dict) -> str:
     if len(rounds) > 1:
         line += (" (rounds " + " / ".join(f"{r['to_projection']['p99_ms']}" for r in rounds)
                  + " at " + " / ".join(f"{r['rate']:g}" for r in rounds) + "/s)")
-    if "to_append" in h:
-        line += (f"; to the append p50 {h['to_append']['p50_ms']} / p99 {h['to_append']['p99_ms']} ms, "
-                 f"from it {h['append_to_projection']['p50_ms']} / {h['append_to_projection']['p99_ms']} ms")
     if h.get("storage"):
         line += (f"; storage held everything up {h['storage']['stalled_ms']:g} ms in all, at worst "
                  f"{h['storage']['worst_100ms_stalled_ms']:g} ms of 100")
@@ -335,8 +332,10 @@ def table(results: dict) -> str:
             b = figures["baseline_half_rate"]
             rows.append((f"{figures['paired_with'].split()[0]}: at {b['rate']}/s", paced_figures(b)))
         if "to_append" in h:
-            rows.append((f"ours {name}: of which", f"to the append p99 {h['to_append']['p99_ms']} ms, "
-                                                 f"append to projection p99 {h['append_to_projection']['p99_ms']} ms"))
+            rows.append((f"ours {name}: of which",
+                         f"to the append p50 {h['to_append']['p50_ms']} / p99 {h['to_append']['p99_ms']} ms, "
+                         f"append to projection p50 {h['append_to_projection']['p50_ms']} / "
+                         f"p99 {h['append_to_projection']['p99_ms']} ms"))
         cpu = s.get("cpu_ms_per_command") or s.get("cpu_ms_per_event") or {}
         rows.append((f"ours {name}: CPU ms each", ", ".join(f"{k} {v}" for k, v in cpu.items() if v >= 0.05)))
         if h.get("cpu_ms_per_command"):
