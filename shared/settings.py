@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-# The services' own database sessions (their pool, the relay's connection). Each statement is
-# planned with its parameters and the tables as they are now: the tables a service reads
-# while it decides (command replies, the directory, the store's head) start empty and grow fast
-# with the morning's burst, and a generic plan cached while they were tiny (a sequential scan)
-# would be kept for the prepared statement's life, under the append lock. Planning each time
-# costs less than one such scan.
-DATABASE_SESSION = {"plan_cache_mode": "force_custom_plan"}
+# The services' own database sessions (their pool, the relay's connection). The tables a
+# service reads while it decides or applies an event (command replies, the directory, the
+# store's head, the inbox) start empty and grow fast with the morning's burst. Planned from
+# statistics gathered while they were tiny (an ANALYZE, autovacuum's first pass, and none
+# again for a while), a lookup by key scans the whole table, under the append lock: with the
+# plan PostgreSQL caches for a prepared statement (`auto`), and even planned at each execution
+# (`force_custom_plan`, which also cost PostgreSQL about 40 % of its CPU at half rate). With
+# sequential scans priced out where an index serves, the cached plans stay lookups; a
+# statement no index serves still scans (tests/integration/test_query_plans.py).
+DATABASE_SESSION = {"plan_cache_mode": "auto", "enable_seqscan": "off"}
 
 
 def _env(name: str, default: str) -> str:
