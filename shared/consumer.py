@@ -224,8 +224,12 @@ class EventConsumer:
         FastStream's handler hands it, without FastStream's per-message stack around it (about a
         third of what a delivery costs a consumer, `python -m bench.consume`; a consumer takes
         every event, and `directory_changes` four times over). Its careful start, stop and
-        channel stay FastStream's."""
-        with consume_span(self._tracer, message, message.headers):
+        channel stay FastStream's: as its own handlers do, a delivery is not taken once it
+        stops, and one under way holds its stop (`graceful_timeout`) until it is applied."""
+        sub = self._subscriber
+        if not sub.running:  # stopping: back to the queue with the channel
+            return
+        with sub.lock, consume_span(self._tracer, message, message.headers):
             await self._arrive(message)
 
     async def _arrive(self, message) -> None:
