@@ -5,11 +5,13 @@ Each variant reads the same messages (a command-sized body with a `traceparent` 
 queue of its own, acknowledges each, and reports the process's CPU time per message:
 
 - `aio-pika`: a plain aio-pika consumer, the floor;
-- `aio-pika + span`: the same with a consumer span from the message's trace context;
+- `aio-pika + span`: the same with a consumer span from the message's trace context: how event
+  consumers take their deliveries once past their careful start (`EventConsumer._deliver`);
 - `FastStream (its telemetry, FastDepends)`: how the services subscribed before: FastStream's
   `RabbitTelemetryMiddleware` and FastDepends resolving the handler's arguments per message;
-- `FastStream (our span, no FastDepends)`: how they subscribe now
-  (`shared.runtime.service_broker`: `shared.observability.consume_spans`, `apply_types=False`).
+- `FastStream (our span, no FastDepends)`: how the command queues subscribe, and event consumers
+  during their careful start (`shared.runtime.service_broker`: `shared.observability.consume_spans`,
+  `apply_types=False`).
 
 Spans are made but not recorded, as in a service that exports nothing (the benchmark's case).
 Queues are named `bench-consume-<run>-<variant>` and deleted afterwards.
