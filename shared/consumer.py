@@ -134,10 +134,10 @@ class EventConsumer:
     aio-pika runs each delivered message as its own task, and these reach our code in no
     guaranteed order (seen: tag 108 before 107). The handler (FastStream's during the careful
     start, `_deliver` after it) only hands the message, with the trace context of its consumer
-    span, to a reorder buffer and waits until it is applied, so the span covers the work. The buffer releases messages in delivery-tag
-    order: the channel is this consumer's alone, so its tags run 1, 2, 3... without gaps (a
-    restored channel starts again at 1). A single worker task takes what has been released,
-    in that order, as one batch:
+    span, to a reorder buffer and waits until it is applied, so the span covers the work. The
+    buffer releases messages in delivery-tag order: the channel is this consumer's alone, so
+    its tags run 1, 2, 3... without gaps (a restored channel starts again at 1). A single
+    worker task takes what has been released, in that order, as one batch:
     - a batch of one is applied exactly as described at the top of this module: its inbox row
       and projection change in one transaction (mostly a single statement), retried or
       dead-lettered on its own;
@@ -334,10 +334,10 @@ class EventConsumer:
 
     async def _speed_up(self, held) -> None:
         """From prefetch 1 to the full prefetch. RabbitMQ applies a prefetch to consumers created
-        after it, so the subscriber consumes anew on its channel (through `_deliver`). The careful consumer is
-        cancelled while the message it holds is not yet acknowledged: its prefetch of 1 is then
-        full, so no other message is on its way to it (a quorum queue puts a message delivered
-        to a cancelled consumer back at the end of the queue: out of order). FastStream 0.7 has
+        after it, so the subscriber consumes anew on its channel, through `_deliver`. The careful
+        consumer is cancelled while the message it holds is not yet acknowledged: its prefetch of
+        1 is then full, so no other message is on its way to it (a quorum queue puts a message
+        delivered to a cancelled consumer back at the end of the queue: out of order). FastStream 0.7 has
         no public call for this: the queue object and consumer tag its `start` sets (and its
         `stop` uses) are reused the same way."""
         sub = self._subscriber
