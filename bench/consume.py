@@ -28,12 +28,12 @@ from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.schemas import Channel
-from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from bench.common import AMQP_URL, RUN_ID
 from shared.consumer import current_message, raw_body
+from shared.observability import CONSUME_TRACER, consume_span
 from shared.runtime import service_broker
 
 MESSAGES = int(os.environ.get("BENCH_CONSUME_MESSAGES", "20000"))
@@ -52,13 +52,11 @@ async def _aio_pika(queue: str, done: asyncio.Event, count: list[int], span: boo
     connection = await aio_pika.connect(AMQP_URL)
     channel = await connection.channel()
     await channel.set_qos(100)
-    tracer = PROVIDER.get_tracer("bench.consume")
+    tracer = PROVIDER.get_tracer(CONSUME_TRACER)
 
     async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         if span:
-            parent = propagate.extract(message.headers)
-            with tracer.start_as_current_span(f"default.{queue} process", context=parent,
-                                              kind=trace.SpanKind.CONSUMER):
+            with consume_span(tracer, message):
                 await message.ack()
         else:
             await message.ack()

@@ -758,8 +758,7 @@ class WatchedConnection:
     async def executemany(self, command: str, args, **kwargs):
         rows = list(args)
         await self._before(command, rows)
-        if not self._verdicts.get(command, (False,))[0]:  # noted by `_before` when it reads as a write
-            self._wrote(_DIRECTORY in command.lower(), command, rows)
+        self._wrote(_DIRECTORY in command.lower(), command, rows)  # any executemany writes (noting twice changes nothing)
         return await self._conn.executemany(command, rows, **kwargs)
 
     async def fetch(self, query: str, *args, **kwargs):

@@ -229,7 +229,7 @@ class EventConsumer:
         sub = self._subscriber
         if not sub.running:  # stopping: back to the queue with the channel
             return
-        with sub.lock, consume_span(self._tracer, message, message.headers):
+        with sub.lock, consume_span(self._tracer, message):
             await self._arrive(message)
 
     async def _arrive(self, message) -> None:

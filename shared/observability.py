@@ -105,10 +105,10 @@ def get_logger(name: str = "wfh"):
 
 
 @contextlib.contextmanager
-def consume_span(tracer, message, headers):
-    """A consumed aio-pika message's span, current inside the block, in the trace its `headers`
+def consume_span(tracer, message):
+    """A consumed aio-pika message's span, current inside the block, in the trace its headers
     carry, named as FastStream names it: `<exchange>.<routing key> process`."""
-    parent = propagate.extract(headers or {})  # the propagators OTEL_PROPAGATORS names
+    parent = propagate.extract(message.headers or {})  # the propagators OTEL_PROPAGATORS names
     with tracer.start_span(  # ended on exit, an exception recorded on it
         f"{message.exchange or 'default'}.{message.routing_key} process",
         context=parent,
@@ -139,7 +139,7 @@ def consume_spans(provider: TracerProvider):
 
     class ConsumeSpan(BaseMiddleware):
         async def consume_scope(self, call_next, msg):
-            with consume_span(tracer, msg.raw_message, msg.headers):
+            with consume_span(tracer, msg.raw_message):
                 return await call_next(msg)
 
     return ConsumeSpan
