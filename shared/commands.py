@@ -32,7 +32,7 @@ from shared.eventstore import (
     write_together,
 )
 from shared.observability import get_logger
-from shared.projection import BatchedWrites, BatchingUnavailable, Projection
+from shared.projection import BatchedWrites, BatchingUnavailable, Projection, rows_keyed_by
 
 log = get_logger("wfh.commands")
 
@@ -692,8 +692,11 @@ _READ_ONLY_USES = frozenset({"is_in_transaction", "is_closed", "get_server_pid",
 def writes_one_person(*statements: str) -> None:
     """Declare statements that write one person's directory row and no other, their $1 the
     tenant and $2 the person: after one, a batch reads that person afresh as an actor, and
-    keeps the others it read ahead (any other write to the people empties them all)."""
+    keeps the others it read ahead (any other write to the people empties them all). Such a
+    statement reads no other row: several of a batch, for different people, go together as
+    expressions of its last statement (`rows_keyed_by`)."""
     _ONE_PERSON_WRITES.update(statements)
+    rows_keyed_by(2, *statements)
 
 
 class WatchedConnection:

@@ -219,6 +219,21 @@ DEFERRED = _DeferredStatus()
 REFUSING_TRIGGERS = ("events_are_immutable",)
 _WORD = re.compile(r"[a-z_][a-z0-9_$]*")
 _MODIFIES = re.compile(r"\s*(insert|update|delete)\b", re.IGNORECASE)
+_KEYED: dict[str, int] = {}  # statement -> how many leading arguments are its row's key (`rows_keyed_by`)
+
+
+def rows_keyed_by(width: int, *statements: str) -> None:
+    """Declare data-modifying statements that write one row, named by their first `width`
+    arguments, and read no other: several executions with different keys may then run as
+    expressions of one statement (`BatchedWrites.take_joinable`), where they see the same
+    snapshot and could not see each other. (Two expressions updating one row would keep one
+    update, which one PostgreSQL does not say: executions sharing a key are never joined.)"""
+    _KEYED.update(dict.fromkeys(statements, width))
+
+
+def _distinct_keys(query: str, rows: list) -> bool:
+    width = _KEYED.get(query)
+    return width is not None and len({tuple(row[:width]) for row in rows}) == len(rows)
 
 
 def _after_flush(name: str):
@@ -346,16 +361,20 @@ class BatchedWrites:
 
     def take_joinable(self, apart_from: frozenset[str]) -> list[tuple[str, tuple]]:
         """The deferred statements that can go as expressions of another statement (`together`),
-        taken out unsent in the order first written: one row each, data-modifying (a SELECT
-        there would not run), touching none of `apart_from` (the other statement's tables,
-        which its expressions would see unchanged). The rest stay deferred; being pairwise
-        disjoint, they may be sent before or after."""
+        taken out unsent in the order first written: data-modifying (a SELECT there would not
+        run), touching none of `apart_from` (the other statement's tables, which its
+        expressions would see unchanged), and with one row, or rows of different keys of a
+        statement declared keyed (`rows_keyed_by`), each row its own expression. The rest stay
+        deferred; being pairwise disjoint, they may be sent before or after."""
         joinable = []
         for query, rows in list(self._pending.items()):
-            if len(rows) == 1 and _MODIFIES.match(query) and not self._touches[query] & apart_from:
-                joinable.append((query, rows[0]))
-                del self._pending[query]
-                self._count -= 1
+            if not _MODIFIES.match(query) or self._touches[query] & apart_from:
+                continue
+            if len(rows) > 1 and not _distinct_keys(query, rows):
+                continue
+            joinable.extend((query, row) for row in rows)
+            del self._pending[query]
+            self._count -= len(rows)
         return joinable
 
     @property

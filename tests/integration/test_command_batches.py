@@ -305,6 +305,43 @@ async def test_deferred_writes_wait_for_statements_that_cannot_see_them(toy):
         assert await conn.fetchval("SELECT count(*) FROM toy_divisions") == len(seeing)
 
 
+async def test_rows_of_a_keyed_statement_go_together_unless_they_share_a_key(toy):
+    """Rows of one statement go as expressions of the statement storing the replies when it
+    is declared keyed and their keys differ; sharing a key (the later must win, and as two
+    expressions of one statement PostgreSQL keeps one of them) or undeclared, they stay
+    deferred and are sent in order."""
+    from shared.eventstore import write_together
+    from shared.projection import BatchedWrites, rows_keyed_by
+
+    rename = "UPDATE toy_divisions SET name = $2 WHERE division_id = $1"
+    rows_keyed_by(1, rename)
+    async with toy.pool.acquire() as conn, conn.transaction():
+        await conn.executemany("INSERT INTO toy_divisions VALUES ('s', $1, 'cũ')", [("d1",), ("d2",)])
+
+        async def names() -> dict[str, str]:
+            return dict(await conn.fetch("SELECT division_id, name FROM toy_divisions"))
+
+        deferred = BatchedWrites(conn, *await BatchedWrites.catalog(conn))
+        await deferred.executemany(rename, [("d1", "Một"), ("d2", "Hai")])
+        joined = deferred.take_joinable(frozenset({"events"}))
+        assert joined == [(rename, ("d1", "Một")), (rename, ("d2", "Hai"))] and not deferred.holds
+        await write_together(conn, joined)
+        assert await names() == {"d1": "Một", "d2": "Hai"}
+
+        await deferred.executemany(rename, [("d1", "Ba"), ("d2", "Bốn"), ("d1", "Năm")])
+        assert deferred.take_joinable(frozenset({"events"})) == [] and deferred.holds
+        await deferred.flush()
+        assert await names() == {"d1": "Năm", "d2": "Bốn"}
+
+        undeclared = "UPDATE toy_divisions SET stream_id = $2 WHERE division_id = $1"
+        await deferred.executemany(undeclared, [("d1", "x"), ("d2", "y")])
+        assert deferred.take_joinable(frozenset({"events"})) == [] and deferred.holds
+        # Touching a table of the other statement: never joined, keyed or not.
+        deferred.discard()
+        await deferred.executemany(rename, [("d1", "Sáu"), ("d2", "Bảy")])
+        assert deferred.take_joinable(frozenset({"toy_divisions"})) == [] and deferred.holds
+
+
 def count_version_reads(monkeypatch) -> list[str]:
     """The streams whose versions are read one at a time (`EventStore.stream_version`)."""
     reads = []
@@ -686,17 +723,30 @@ async def test_a_batch_reads_its_actors_ahead_and_afresh_once_the_directory_chan
     assert replies[3].error.code == replies[5].error.code == "forbidden"
 
 
+async def roster_with_demo(system):
+    """Roster running with the demo department imported: the runtime, the department, its Chief
+    of Office."""
+    runtime = await system.start(roster_definition())
+    department = json.loads((__import__("pathlib").Path(__file__).parents[2]
+                             / "services/roster/demo/department.json").read_text())
+    assert (await system.send("roster", "ImportDepartment", department)).ok
+    return runtime, department, next(p for p in department["people"] if "chief_of_office" in p["roles"])
+
+
+def change_roles(system, chief: dict, person_id: str, roles: list[str]) -> bytes:
+    """A `ChangeRoles` command of the Chief of Office's."""
+    return json.dumps({"command_id": str(uuid.uuid4()), "type": "ChangeRoles", "tenant": TENANT,
+                       "token": system.token(chief["id"]),
+                       "payload": {"person_id": person_id, "roles": roles}}).encode()
+
+
 async def test_a_directory_change_makes_a_batch_read_again_only_the_person_it_changed(system, monkeypatch):
     """The Chief of Office changing others' roles in one batch is read once, with the lock; once
     a command changes the Chief's own roles, the Chief is read again and refused after it."""
     from shared import directory
 
-    runtime = await system.start(roster_definition())
-    department = json.loads((__import__("pathlib").Path(__file__).parents[2]
-                             / "services/roster/demo/department.json").read_text())
-    assert (await system.send("roster", "ImportDepartment", department)).ok
+    runtime, department, chief = await roster_with_demo(system)
     dispatcher = runtime.batcher.dispatcher
-    chief = next(p for p in department["people"] if "chief_of_office" in p["roles"])
     others = [p for p in department["people"] if p["roles"] == ["staff"]][:3]
     read_again: list[str] = []
     person = directory.Directory.person
@@ -708,9 +758,7 @@ async def test_a_directory_change_makes_a_batch_read_again_only_the_person_it_ch
     monkeypatch.setattr(directory.Directory, "person", counting)
 
     def change(person_id: str, roles: list[str]) -> bytes:
-        return json.dumps({"command_id": str(uuid.uuid4()), "type": "ChangeRoles", "tenant": TENANT,
-                           "token": system.token(chief["id"]),
-                           "payload": {"person_id": person_id, "roles": roles}}).encode()
+        return change_roles(system, chief, person_id, roles)
 
     batch = [change(p["id"], ["staff", "secret_document_handler"]) for p in others]
     batch.append(change(chief["id"], ["division_head"]))  # the Chief gives the office up
@@ -721,6 +769,46 @@ async def test_a_directory_change_makes_a_batch_read_again_only_the_person_it_ch
     assert [r.ok for r in replies] == [True, True, True, True, False]
     assert replies[4].error.code == "forbidden"
     assert read_again == [chief["id"]]  # after the Chief's own change only
+
+
+async def test_a_batch_writes_its_directory_changes_with_its_replies_and_the_later_change_wins(system, monkeypatch):
+    """Role changes of different people in one batch go into the statement that stores the
+    replies (no round trip of their own); the same person changed twice in a batch ends with
+    the later change, as one by one."""
+    from shared import directory
+
+    runtime, department, chief = await roster_with_demo(system)
+    dispatcher = runtime.batcher.dispatcher
+    first, second = [p["id"] for p in department["people"] if p["roles"] == ["staff"]][:2]
+    sent_apart: list[int] = []
+    executemany = asyncpg.Connection.executemany
+
+    async def counting(self, command, args, **kwargs):
+        if command == directory._CHANGE_ROLES:
+            sent_apart.append(len(args))
+        return await executemany(self, command, args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "executemany", counting)
+
+    def change(person_id: str, roles: list[str]) -> bytes:
+        return change_roles(system, chief, person_id, roles)
+
+    async def roles() -> dict[str, list[str]]:
+        async with runtime.pool.acquire() as conn:
+            return {r["person_id"]: sorted(r["roles"]) for r in await conn.fetch(
+                "SELECT person_id, roles FROM dir_people WHERE tenant = $1 AND person_id = ANY($2::text[])",
+                TENANT, [first, second])}
+
+    handler = ["secret_document_handler", "staff"]
+    replies = await dispatcher.run_commands([dispatcher.triage(change(p, handler)) for p in (first, second)])
+    assert all(r.ok for r in replies) and sent_apart == []
+    assert await roles() == {first: handler, second: handler}
+
+    replies = await dispatcher.run_commands([dispatcher.triage(b) for b in (
+        change(first, ["staff"]), change(second, ["staff"]), change(first, ["division_head", "staff"]))])
+    assert all(r.ok for r in replies)
+    assert sent_apart == [3]  # in order, in a round trip of their own
+    assert await roles() == {first: ["division_head", "staff"], second: ["staff"]}
 
 
 async def test_a_batch_and_the_leave_consumer_take_their_locks_in_one_order(toy):
