@@ -693,8 +693,8 @@ def writes_one_person(*statements: str) -> None:
     """Declare statements that write one person's directory row and no other, their $1 the
     tenant and $2 the person: after one, a batch reads that person afresh as an actor, and
     keeps the others it read ahead (any other write to the people empties them all). Such a
-    statement reads no other row: several of a batch, for different people, go together as
-    expressions of its last statement (`rows_keyed_by`)."""
+    statement reads no other row: a batch's several of it, for different people, go as
+    expressions of the batch's last statement (`rows_keyed_by`)."""
     _ONE_PERSON_WRITES.update(statements)
     rows_keyed_by(2, *statements)
 
