@@ -761,7 +761,8 @@ class WatchedConnection:
     async def executemany(self, command: str, args, **kwargs):
         rows = list(args)
         await self._before(command, rows)
-        self._wrote(_DIRECTORY in command.lower(), command, rows)  # any executemany writes (noting twice changes nothing)
+        # Any executemany writes; `_before` may have noted it already (noting twice changes nothing).
+        self._wrote(_DIRECTORY in command.lower(), command, rows)
         return await self._conn.executemany(command, rows, **kwargs)
 
     async def fetch(self, query: str, *args, **kwargs):

@@ -337,9 +337,9 @@ class EventConsumer:
         after it, so the subscriber consumes anew on its channel, through `_deliver`. The careful
         consumer is cancelled while the message it holds is not yet acknowledged: its prefetch of
         1 is then full, so no other message is on its way to it (a quorum queue puts a message
-        delivered to a cancelled consumer back at the end of the queue: out of order). FastStream 0.7 has
-        no public call for this: the queue object and consumer tag its `start` sets (and its
-        `stop` uses) are reused the same way."""
+        delivered to a cancelled consumer back at the end of the queue: out of order).
+        FastStream 0.7 has no public call for this: the queue object and consumer tag its
+        `start` sets (and its `stop` uses) are reused the same way."""
         sub = self._subscriber
         self._acks.settled(held)
         if self._prefetch == 1 or sub is None or sub._queue_obj is None:
