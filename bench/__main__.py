@@ -210,7 +210,7 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
 
 def paced_figures(h: dict) -> str:
     """A paced measurement in a line: its percentiles over all rounds, each round's p99, and
-    how long storage stalled the whole machine meanwhile."""
+    what held the whole machine up meanwhile (storage, the host)."""
     line = f"p50 {h['to_projection']['p50_ms']} ms, p99 {h['to_projection']['p99_ms']} ms"
     rounds = h.get("rounds") or []
     if len(rounds) > 1:
@@ -219,6 +219,9 @@ def paced_figures(h: dict) -> str:
     if h.get("storage"):
         line += (f"; storage held everything up {h['storage']['stalled_ms']:g} ms in all, at worst "
                  f"{h['storage']['worst_100ms_stalled_ms']:g} ms of 100")
+    if h.get("host"):
+        line += (f"; the host took {h['host']['stolen_ms']:g} ms of CPU, at worst "
+                 f"{h['host']['worst_100ms_stolen_ms']:g} ms of {h['host']['of_100ms']:g} in 100")
     return line
 
 

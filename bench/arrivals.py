@@ -85,7 +85,7 @@ RAW = "_latencies"
 
 def pooled(rounds: list[dict]) -> dict:
     """Paced rounds as one measurement: percentiles over every round's latencies, rates, CPU
-    per command and batch sizes averaged, the storage stalls added up, and each round's own
+    per command and batch sizes averaged, the storage stalls and the host's steal added up, and each round's own
     figures."""
     out = {k: v for k, v in rounds[0].items() if k != RAW}
     for key in rounds[0][RAW]:
@@ -110,6 +110,13 @@ def pooled(rounds: list[dict]) -> dict:
         "worst_100ms_stalled_ms": max(f["worst_100ms_stalled_ms"] for f in storage),
         "windows_mostly_stalled": sum(f["windows_mostly_stalled"] for f in storage),
     } if storage else None
+    host = [r["host"] for r in rounds if r.get("host")]
+    out["host"] = {
+        "stolen_ms": sum(f["stolen_ms"] for f in host),
+        "worst_100ms_stolen_ms": max(f["worst_100ms_stolen_ms"] for f in host),
+        "of_100ms": host[0]["of_100ms"],
+        "windows_quarter_stolen": sum(f["windows_quarter_stolen"] for f in host),
+    } if host else None
     out["rounds"] = [{k: v for k, v in r.items() if k not in (RAW, "pipeline")} for r in rounds]
     return out
 

@@ -104,36 +104,53 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-class StorageStalls:
-    """While in a `with` block, samples every 100 ms how long every runnable task of the
-    machine waited for storage (`full` in /proc/pressure/io). Each commit waits for its flush:
-    a storage hiccup stalls every pipeline at once, whatever their code; a run it hit shows a
-    100 ms window stalled most of the time. Empty where the kernel does not report it."""
+class MachineStalls:
+    """While in a `with` block, samples every 100 ms what held the whole machine up, whatever
+    the code running on it:
+    - storage: how long every runnable task waited for it (`full` in /proc/pressure/io). Each
+      commit waits for its flush: a storage hiccup stalls every pipeline at once, and a run it
+      hit shows a 100 ms window stalled most of the time;
+    - the host: CPU time it gave to others while this (virtual) machine had work to run
+      (`steal` in /proc/stat). A core taken away for tens of milliseconds delays whatever was
+      to run on it, and no process here accounts for that time.
+    Each is empty where the kernel does not report it."""
 
     PERIOD = 0.1
 
     def __init__(self) -> None:
-        self.windows: list[float] = []  # ms stalled in each period
+        self.windows: list[float] = []  # ms stalled on storage in each period
+        self.stolen: list[float] = []  # ms of CPU taken by the host in each period (all cores)
+        self._tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @staticmethod
-    def _total() -> float | None:
+    def _storage_total() -> float | None:
         try:
             full = open("/proc/pressure/io").read().split("full", 1)[1]
             return int(full.split("total=", 1)[1].split()[0]) / 1000
         except (OSError, IndexError, ValueError):
             return None
 
-    def _sample(self) -> None:
-        last = self._total()
-        while last is not None and not self._stop.wait(self.PERIOD):
-            now = self._total()
-            self.windows.append(now - last)
-            last = now
+    def _stolen_total(self) -> float | None:
+        try:
+            fields = open("/proc/stat").readline().split()
+            return int(fields[8]) * self._tick_ms if fields[0] == "cpu" else None
+        except (OSError, IndexError, ValueError):
+            return None
 
-    def __enter__(self) -> StorageStalls:
-        self._thread = threading.Thread(target=self._sample, name="storage-stalls", daemon=True)
+    def _sample(self) -> None:
+        storage, stolen = self._storage_total(), self._stolen_total()
+        while not self._stop.wait(self.PERIOD):
+            storage_now, stolen_now = self._storage_total(), self._stolen_total()
+            if storage is not None and storage_now is not None:
+                self.windows.append(storage_now - storage)
+            if stolen is not None and stolen_now is not None:
+                self.stolen.append(stolen_now - stolen)
+            storage, stolen = storage_now, stolen_now
+
+    def __enter__(self) -> MachineStalls:
+        self._thread = threading.Thread(target=self._sample, name="machine-stalls", daemon=True)
         self._thread.start()
         return self
 
@@ -141,11 +158,21 @@ class StorageStalls:
         self._stop.set()
         self._thread.join()
 
-    def figures(self) -> dict | None:
-        if not self.windows:
-            return None
-        return {"stalled_ms": round(sum(self.windows), 1), "worst_100ms_stalled_ms": round(max(self.windows), 1),
-                "windows_mostly_stalled": sum(1 for w in self.windows if w > self.PERIOD * 1000 / 2)}
+    def figures(self) -> dict:
+        """`storage` and `host` figures, each None where not reported."""
+        cores_ms = (os.cpu_count() or 1) * self.PERIOD * 1000  # the machine's CPU time in a period
+        return {
+            "storage": {
+                "stalled_ms": round(sum(self.windows), 1), "worst_100ms_stalled_ms": round(max(self.windows), 1),
+                "windows_mostly_stalled": sum(1 for w in self.windows if w > self.PERIOD * 1000 / 2),
+            } if self.windows else None,
+            "host": {
+                "stolen_ms": round(sum(self.stolen)), "worst_100ms_stolen_ms": round(max(self.stolen)),
+                "of_100ms": round(cores_ms),
+                # a quarter of the machine gone for 100 ms: enough to hold up a whole batch
+                "windows_quarter_stolen": sum(1 for w in self.stolen if w >= cores_ms / 4),
+            } if self.stolen else None,
+        }
 
 
 def cpu_ms_per(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
