@@ -368,23 +368,23 @@ async def write_together(conn: asyncpg.Connection, statements: Sequence[tuple[st
 
 
 def _row_to_envelope(row: asyncpg.Record, source: str) -> Envelope:
-    return Envelope(
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        schema_version=row["schema_version"],
-        source=source,
-        stream_id=row["stream_id"],
-        stream_version=row["stream_version"],
-        tenant=row["tenant"],
-        occurred_at=row["occurred_at"],
-        actor=row["actor"],
-        correlation_id=row["correlation_id"],
-        causation_id=row["causation_id"],
+    return Envelope.from_store({
+        "event_id": row["event_id"],
+        "event_type": row["event_type"],
+        "schema_version": row["schema_version"],
+        "source": source,
+        "stream_id": row["stream_id"],
+        "stream_version": row["stream_version"],
+        "tenant": row["tenant"],
+        "occurred_at": row["occurred_at"],
+        "actor": row["actor"],
+        "correlation_id": row["correlation_id"],
+        "causation_id": row["causation_id"],
         # pydantic-core's parser: three times json's speed, a fifth of a rebuild's time.
-        trace_context=from_json(row["trace_context"]),
-        global_position=row["global_position"],
-        payload=from_json(row["payload"]),
-    )
+        "trace_context": from_json(row["trace_context"]),
+        "global_position": row["global_position"],
+        "payload": from_json(row["payload"]),
+    })
 
 
 class EventStore:

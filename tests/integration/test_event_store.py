@@ -10,7 +10,7 @@ import random
 import asyncpg
 import pytest
 
-from shared.contracts import decode
+from shared.contracts import Envelope, decode
 from shared.contracts import roster as ro
 from shared.eventstore import ConcurrencyError, EventStore
 from tests.integration.backbone_helpers import (
@@ -83,6 +83,20 @@ async def test_append_then_read_stream_and_read_all(db):
     assert [e.global_position for e in await STORE.read_all(conn, 1, limit=2)] == [2, 3]
     assert await STORE.read_all(conn, after_position=4) == []
     assert await STORE.head_position(conn) == 4
+
+
+async def test_events_read_back_are_the_envelopes_validation_gives(db):
+    """The store's envelopes are not validated again (`Envelope.from_store`): built from the
+    columns as asyncpg returns them, they are equal to validated ones and publish the same."""
+    _, conn = db
+    events = [division(1), ro.PersonRemoved(person_id="nv-an")]
+    async with conn.transaction():
+        written = await STORE.append(conn, "stream-a", 0, events, context("nv-an"))
+    for read in (await STORE.read_all(conn), await STORE.read_stream(conn, "stream-a")):
+        validated = [Envelope.model_validate(e.model_dump()) for e in read]
+        assert read == validated == written
+        assert [e.model_dump_json() for e in read] == [e.model_dump_json() for e in validated]
+        assert [decode(e) for e in read] == events
 
 
 async def test_vietnamese_text_is_stored_and_read_back_exactly(db):

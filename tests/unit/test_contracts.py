@@ -18,6 +18,7 @@ from shared.contracts import (
     event_class,
     registered_events,
 )
+import shared.contracts as shared_contracts
 from shared.contracts import leave as lv
 from shared.contracts import roster as ro
 
@@ -82,6 +83,30 @@ def test_envelope_without_position_round_trips_as_the_relay_sends_it():
     back = Envelope.model_validate_json(wire)
     assert back.global_position is None
     assert back == original.model_copy(update={"global_position": None})
+
+
+def test_an_envelope_from_the_store_is_the_one_validation_gives():
+    validated = envelope_of()
+    assert shared_contracts._FROM_STORE_AS_CONSTRUCTED  # this pydantic: not validated again
+    stored = Envelope.from_store(validated.model_dump())
+    assert type(stored) is Envelope
+    assert stored == validated
+    assert stored.model_dump_json() == validated.model_dump_json()
+    assert stored.model_fields_set == validated.model_fields_set
+    assert decode(stored) == decode(validated)
+    with pytest.raises(ValidationError):  # as frozen as any envelope
+        stored.tenant = "other"
+    # copied as the relay and the replays copy envelopes, the original unchanged
+    assert stored.model_copy(update={"global_position": None}) == validated.model_copy(update={"global_position": None})
+    assert stored == validated and stored.global_position == 42
+
+
+def test_an_envelope_from_the_store_is_validated_when_pydantic_builds_it_otherwise(monkeypatch):
+    monkeypatch.setattr(shared_contracts, "_FROM_STORE_AS_CONSTRUCTED", False)
+    validated = envelope_of()
+    assert Envelope.from_store(validated.model_dump()) == validated
+    with pytest.raises(ValidationError):
+        Envelope.from_store({**validated.model_dump(), "stream_version": 0})
 
 
 def test_decode_gives_the_typed_event_of_the_envelope():
