@@ -44,6 +44,10 @@ class DailyPublisher:
         last = await conn.fetchval(
             "SELECT max(day) FROM report_publications WHERE tenant = $1 AND kind = 'daily'", tenant)
         first = today if last is None else max(last + timedelta(days=1), today - timedelta(days=self.config.catch_up_days))
+        if first > today or (first == today and now.time() < self.config.publish_at):
+            # Nothing can be due: most ticks of a day. The calendar is not folded for them
+            # (every directory event of the department, each minute, for every department).
+            return []
         department = await facts.directory(conn, tenant)
         days, day = [], first
         while day <= today:

@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 
+from services.reporting import facts
 from services.reporting.app import ReportingService
 from services.reporting.config import ReportingConfig
 from services.reporting.publishing import DailyPublisher
@@ -35,18 +36,25 @@ async def test_daily_report_published_once_per_working_day_and_sent_to_the_direc
         return people == 46 and await stored_facts(reporting) >= len(envelopes)
 
     await eventually(ready, timeout=30)
+    folded = []  # departments whose calendar a tick folded from their directory events
+    monkeypatch.setattr(facts, "directory", lambda conn, tenant, *a, fold=facts.directory: (
+        folded.append(tenant), fold(conn, tenant, *a))[1])
     assert await service.publisher.tick(reporting) == []  # 16:29: not yet (publish_at 16:30)
+    assert folded == []  # nor could anything be due: no calendar read
     now[0] = at(WED, "16:45")
     published = await service.publisher.tick(reporting)
+    assert folded
     assert [(e.day, e.on_site, e.at_home, e.on_leave, e.check_in_percent, e.missing_lists, e.documents_overdue,
              e.tasks_overdue) for e in published] == [(WED, 7, 33, 0, 0.0, 1, 1, 1)]
     assert open(published[0].pdf_path, "rb").read().startswith(b"%PDF")
     assert published[0].title == "Báo cáo tình hình thực hiện làm việc trực tuyến ngày 04/03/2026"
+    folded.clear()
     assert await service.publisher.tick(reporting) == []
     assert await DailyPublisher(service.config).tick(reporting) == []  # a restarted loop remembers
 
     now[0] = at(THU, "09:00")
     assert await service.publisher.tick(reporting) == []
+    assert folded == []  # published up to today, or today's not due yet: no calendar read
     now[0] = at(SAT, "18:00")  # down Thursday and Friday afternoon: both published late, not Saturday
     assert [e.day for e in await service.publisher.tick(reporting)] == [THU, FRI]
     listed = await system.send("reporting", "ListPublishedReports", {}, as_person="nv-001")
