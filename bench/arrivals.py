@@ -85,8 +85,8 @@ RAW = "_latencies"
 
 def pooled(rounds: list[dict]) -> dict:
     """Paced rounds as one measurement: percentiles over every round's latencies, rates, CPU
-    per command and batch sizes averaged, the storage stalls and the host's steal added up, and each round's own
-    figures."""
+    per command and batch sizes averaged, the storage stalls and the host's steal added up,
+    and each round's own figures."""
     out = {k: v for k, v in rounds[0].items() if k != RAW}
     for key in rounds[0][RAW]:
         values = [v for r in rounds for v in r[RAW][key]]

@@ -36,9 +36,14 @@ async def test_daily_report_published_once_per_working_day_and_sent_to_the_direc
         return people == 46 and await stored_facts(reporting) >= len(envelopes)
 
     await eventually(ready, timeout=30)
-    folded = []  # departments whose calendar a tick folded from their directory events
-    monkeypatch.setattr(facts, "directory", lambda conn, tenant, *a, fold=facts.directory: (
-        folded.append(tenant), fold(conn, tenant, *a))[1])
+    folded = []  # departments whose calendar was folded from their directory events
+    fold = facts.directory
+
+    async def counted(conn, tenant, *args):
+        folded.append(tenant)
+        return await fold(conn, tenant, *args)
+
+    monkeypatch.setattr(facts, "directory", counted)
     assert await service.publisher.tick(reporting) == []  # 16:29: not yet (publish_at 16:30)
     assert folded == []  # nor could anything be due: no calendar read
     now[0] = at(WED, "16:45")
