@@ -1,6 +1,9 @@
 """The delivery loop: fires due reminders, drains due deliveries, records each outcome once.
 
 Runs in every notify process; `FOR UPDATE SKIP LOCKED` gives each delivery to one of them.
+PostgreSQL wakes it when notifications commit (the web feed's NOTIFY), so a delivery leaves as
+soon as it is written; the poll every `poll_seconds` finds what falls due later (quiet hours,
+retries) and covers a listening connection lost.
 A delivery is sent while its row is locked, and its outcome (the row's new state and the
 `NotificationSent` / `NotificationFailed` event) commits in one transaction: a crash in
 between rolls back and the delivery is sent again later (at least once; bots and mail
@@ -11,6 +14,7 @@ clients see the same message id). Failures wait with exponential backoff in the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import asyncpg
@@ -21,9 +25,11 @@ from shared.observability import get_logger
 from services.notify.channels import BotChannel, DeliveryError, EmailChannel, Outgoing
 from services.notify.config import NotifyConfig
 from services.notify.domain import retry_delay
-from services.notify.routing import Notifier
+from services.notify.routing import NOTIFIED_CHANNEL, Notifier
 
 log = get_logger("wfh.notify.delivery")
+
+LISTENER_NAME = "wfh-notify-deliveries"  # its connection's application_name, as operators see it
 
 _DUE = (
     "SELECT d.delivery_id, d.notification_id, d.tenant, d.channel, d.address, d.attempts, "
@@ -43,21 +49,50 @@ class DeliveryLoop:
         self.notifier = notifier
         self.channels: dict[str, object] = {}
         self._limit = asyncio.Semaphore(concurrency)
+        self._written = asyncio.Event()  # notifications committed since the last pass began
 
     async def deliveries(self, runtime) -> None:
         """Background loop of the service (ServiceDefinition.background)."""
         bot = BotChannel(runtime.settings.amqp_url, runtime.settings.namespace)
         await bot.open()
         self.channels = {"bot": bot, "email": EmailChannel(self.config)}
+        url = runtime.settings.database_url
+        listener = await self._listen(url)
         log.info("delivery loop started", email=(
             f"{self.config.smtp_host}:{self.config.smtp_port}" if self.config.email_enabled
             else "off (no WFH_SMTP_HOST)"))
         try:
             while True:
-                if not await self.tick(runtime.pool, runtime.store):
-                    await asyncio.sleep(self.config.poll_seconds)
+                self._written.clear()  # before the pass: what commits during it wakes the next
+                if await self.tick(runtime.pool, runtime.store):
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._written.wait(), self.config.poll_seconds)
+                if listener is None or listener.is_closed():
+                    listener = await self._listen(url)
         finally:
             await bot.close()
+            if listener is not None:
+                listener.terminate()
+
+    async def _listen(self, url: str) -> asyncpg.Connection | None:
+        """A connection on which PostgreSQL tells the loop of notifications committed (and so of
+        their deliveries); None while the database cannot be reached, the poll covering it."""
+        listener = None
+        try:
+            listener = await asyncpg.connect(url, server_settings={"application_name": LISTENER_NAME})
+            await listener.add_listener(NOTIFIED_CHANNEL, self._on_written)
+            # Lost, it is replaced at once, with a pass for what it would have told meanwhile.
+            listener.add_termination_listener(lambda _conn: self._written.set())
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if listener is not None:
+                listener.terminate()
+            log.warning("delivery loop not woken by new notifications, polling", error=repr(exc))
+            return None
+        return listener
+
+    def _on_written(self, _conn, _pid, _channel, _payload: str) -> None:
+        self._written.set()
 
     async def tick(self, pool: asyncpg.Pool, store: EventStore) -> int:
         """One pass: fire due reminders, then try every due delivery. Returns how much it did."""

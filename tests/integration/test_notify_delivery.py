@@ -5,12 +5,14 @@ reminders that survive a restart, quiet hours, and no secret text anywhere."""
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 
 from shared.contracts import decode
 from shared.localtime import LOCAL_TZ
+from services.notify.delivery import LISTENER_NAME
 from tests.conftest import TENANT, eventually
 from tests.integration.notify_support import (
     DIVISION, HEAD, PEOPLE, STAFF, BotQueue, Clock, deliveries, envelope, first_streamed, holds,
@@ -209,3 +211,33 @@ async def test_secret_document_summons_carries_no_secret_text_on_any_channel(sys
     assert all(r["body"].endswith("đề nghị đồng chí đến cơ quan, liên hệ Văn phòng Sở.") for r in rows)
     assert all(r["urgent"] for r in rows)
 
+
+
+async def _listeners(runtime) -> list[int]:
+    """The backends of the delivery loop's listening connections."""
+    async with runtime.pool.acquire() as conn:
+        return [r["pid"] for r in await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+            LISTENER_NAME)]
+
+
+async def _listening_again(runtime, cut: int) -> list[int] | None:
+    found = await _listeners(runtime)
+    return found if found and cut not in found else None
+
+
+async def test_a_delivery_leaves_when_its_notification_commits_not_at_the_next_poll(system):
+    # Polling once a minute: only PostgreSQL's wake-up at the notification's commit sends it sooner.
+    notify = await start_notify(system, replace(notify_config(Clock()), poll_seconds=60))
+    runtime = system.runtimes["notify"]
+    async with BotQueue(system, f"{TENANT}.#") as bot:
+        await publish(system, leave_requested(STAFF[0]))
+        await eventually(lambda: holds(len(bot.messages) == 1), timeout=15)
+
+        # Its listening connection cut, the loop listens again on a new one at once.
+        (cut,) = await _listeners(runtime)
+        async with runtime.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", cut)
+        (_,) = await eventually(lambda: _listening_again(runtime, cut), timeout=15)
+        await publish(system, leave_requested(STAFF[1]))
+        await eventually(lambda: holds(len(bot.messages) == 2), timeout=15)
