@@ -5,10 +5,10 @@ PostgreSQL wakes it when notifications commit (the web feed's NOTIFY), so a deli
 soon as it is written; the poll every `poll_seconds` finds what falls due later (quiet hours,
 retries) and covers a listening connection lost.
 A delivery is sent while its row is locked, and its outcome (the row's new state and the
-`NotificationSent` / `NotificationFailed` event) commits in one transaction: a crash in
-between rolls back and the delivery is sent again later (at least once; bots and mail
-clients see the same message id). Failures wait with exponential backoff in the row's
-`due_at`, so retries survive restarts too.
+`NotificationSent` / `NotificationFailed` event) commits in one transaction, with those of the
+other bot messages of its pass: a crash in between rolls back and they are sent again later
+(at least once; bots and mail clients see the same message id). Failures wait with
+exponential backoff in the row's `due_at`, so retries survive restarts too.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ _DUE = (
     "coalesce(dep.name, d.tenant) AS department_name "
     "FROM deliveries d JOIN notifications n USING (notification_id) "
     "LEFT JOIN dir_departments dep ON dep.tenant = d.tenant "
-    "WHERE d.delivery_id = $1 AND d.status = 'pending' AND d.due_at <= $2 "
-    "FOR UPDATE OF d SKIP LOCKED"
+    "WHERE d.delivery_id = ANY($1::uuid[]) AND d.status = 'pending' AND d.due_at <= $2 "
+    "ORDER BY d.due_at FOR UPDATE OF d SKIP LOCKED"
 )
 
 
@@ -101,33 +101,45 @@ class DeliveryLoop:
             async with conn.transaction():
                 fired = await self.notifier.fire_due_reminders(conn, now)
             due = await conn.fetch(
-                "SELECT delivery_id FROM deliveries WHERE status = 'pending' AND due_at <= $1 "
+                "SELECT delivery_id, channel FROM deliveries WHERE status = 'pending' AND due_at <= $1 "
                 "ORDER BY due_at LIMIT 100", now,
             )
-        done = await asyncio.gather(*(self._deliver(pool, store, r["delivery_id"]) for r in due))
+        # Bot messages leave together, their outcomes committed in one transaction (a roster's
+        # approval tells a whole department at once); each email on its own, so that a slow
+        # mail server holds up no other delivery.
+        batches = [[r["delivery_id"]] for r in due if r["channel"] != "bot"]
+        if bots := [r["delivery_id"] for r in due if r["channel"] == "bot"]:
+            batches.append(bots)
+        done = await asyncio.gather(*(self._deliver(pool, store, batch) for batch in batches))
         return fired + sum(done)
 
-    async def _deliver(self, pool: asyncpg.Pool, store: EventStore, delivery: uuid.UUID) -> bool:
+    async def _deliver(self, pool: asyncpg.Pool, store: EventStore, deliveries: list[uuid.UUID]) -> int:
+        """Send these deliveries, then commit their outcomes together; one another process
+        holds, or done meanwhile, is left. Returns how many were tried."""
         async with self._limit, pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(_DUE, delivery, self.config.clock())
-            if row is None:
-                return False  # another process has it, or it is done
-            out = Outgoing.from_row(row)
-            attempts = out.attempts + 1
-            try:
-                await self.channels[out.channel].send(out)
-            except DeliveryError as exc:
-                await self._failed(conn, store, out, attempts, exc)
-                return True
-            await conn.execute(
-                "UPDATE deliveries SET status = 'sent', attempts = $2, finished_at = $3, "
-                "last_error = NULL WHERE delivery_id = $1",
-                out.delivery_id, attempts, self.config.clock(),
-            )
-            await self._record(conn, store, out, NotificationSent(**_facts(out), attempts=attempts))
-            log.info("delivered", channel=out.channel, kind=out.kind, delivery_id=str(out.delivery_id),
-                     attempts=attempts)
-            return True
+            outgoing = [Outgoing.from_row(row) for row in await conn.fetch(_DUE, deliveries, self.config.clock())]
+            failures = await asyncio.gather(*(self._send(out) for out in outgoing))
+            for out, failure in zip(outgoing, failures, strict=True):
+                attempts = out.attempts + 1
+                if failure is not None:
+                    await self._failed(conn, store, out, attempts, failure)
+                    continue
+                await conn.execute(
+                    "UPDATE deliveries SET status = 'sent', attempts = $2, finished_at = $3, "
+                    "last_error = NULL WHERE delivery_id = $1",
+                    out.delivery_id, attempts, self.config.clock(),
+                )
+                await self._record(conn, store, out, NotificationSent(**_facts(out), attempts=attempts))
+                log.info("delivered", channel=out.channel, kind=out.kind, delivery_id=str(out.delivery_id),
+                         attempts=attempts)
+            return len(outgoing)
+
+    async def _send(self, out: Outgoing) -> DeliveryError | None:
+        try:
+            await self.channels[out.channel].send(out)
+        except DeliveryError as exc:
+            return exc
+        return None
 
     async def _failed(self, conn, store, out: Outgoing, attempts: int, exc: DeliveryError) -> None:
         now = self.config.clock()

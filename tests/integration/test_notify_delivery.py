@@ -241,3 +241,22 @@ async def test_a_delivery_leaves_when_its_notification_commits_not_at_the_next_p
         (_,) = await eventually(lambda: _listening_again(runtime, cut), timeout=15)
         await publish(system, leave_requested(STAFF[1]))
         await eventually(lambda: holds(len(bot.messages) == 2), timeout=15)
+
+
+async def test_a_meetings_bot_messages_leave_together_with_one_commit_for_their_outcomes(system):
+    clock = Clock()
+    await start_notify(system, notify_config(clock))
+    runtime = system.runtimes["notify"]
+    invitees = [p for p in PEOPLE if p != HEAD][:12]
+    async with BotQueue(system, f"{TENANT}.#") as bot:
+        scheduled, _ = meeting(clock, timedelta(hours=2), invitees=invitees)
+        await publish(system, scheduled)
+        told = len(invitees) + 1  # and the chair
+        await eventually(lambda: holds(len(bot.messages) == told), timeout=15)
+        sent = await eventually(lambda: _count(lambda: notify_events(runtime, "NotificationSent"), told))
+    assert len(sent) == told
+    async with runtime.pool.acquire() as conn:
+        outcomes = await conn.fetch(
+            "SELECT status, xmin::text AS transaction FROM deliveries WHERE channel = 'bot'")
+    assert len(outcomes) == told and {o["status"] for o in outcomes} == {"sent"}
+    assert len({o["transaction"] for o in outcomes}) == 1
