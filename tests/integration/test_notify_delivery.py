@@ -212,7 +212,6 @@ async def test_secret_document_summons_carries_no_secret_text_on_any_channel(sys
     assert all(r["urgent"] for r in rows)
 
 
-
 async def _listeners(runtime) -> list[int]:
     """The backends of the delivery loop's listening connections."""
     async with runtime.pool.acquire() as conn:
