@@ -253,7 +253,10 @@ class Notifier:
         chosen = {r["person_id"]: tuple(r["channels"]) for r in await conn.fetch(
             "SELECT person_id, channels FROM notify_preferences WHERE tenant = $1 AND category = $2 "
             "AND person_id = ANY($3)", tenant, rule.category, [p.person_id for p in recipients])}
-        told = 0
+        compiled = None
+        if rule.personal == "roster_assignment":
+            compiled = await remembered(conn, tenant, "RosterCompiled", event.model_dump(mode="json"))
+        written = []  # (notification id, person, locale, title, body), in the audience's order
         for person in recipients:
             locale = locale_of(person.locale)
             values = context(
@@ -261,35 +264,47 @@ class Notifier:
                 people=people, divisions=divisions, secret=rule.secret,
             )
             if rule.personal == "roster_assignment":
-                compiled = await remembered(conn, tenant, "RosterCompiled", event.model_dump(mode="json"))
                 values["assignment"] = roster_assignment(compiled["lists"], person.person_id, locale)
             title, body = render(rule.name, locale, values)
-            nid = notification_id(envelope.event_id, rule.name, person.person_id)
-            inserted = await conn.fetchval(
-                "INSERT INTO notifications (notification_id, tenant, recipient_id, division_id, "
-                "source_event_id, source_event_type, correlation_id, kind, category, urgent, locale, "
-                "title, body, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) "
-                "ON CONFLICT DO NOTHING RETURNING seq",
-                nid, tenant, person.person_id, person.division_id, envelope.event_id,
-                envelope.event_type, envelope.correlation_id, rule.name, rule.category, rule.urgency == "urgent", locale,
-                title, body, now,
+            written.append((notification_id(envelope.event_id, rule.name, person.person_id), person, locale,
+                            title, body))
+        # Everyone told in three statements, however many (a roster's approval tells a whole
+        # department): those told before (a redelivery, a second pass) are written nothing.
+        new = {r["notification_id"] for r in await conn.fetch(
+            "INSERT INTO notifications (notification_id, tenant, recipient_id, division_id, "
+            "source_event_id, source_event_type, correlation_id, kind, category, urgent, locale, "
+            "title, body, created_at) "
+            "SELECT n, $2, r, d, $5, $6, $7, $8, $9, $10, l, t, b, $14 FROM unnest("
+            "$1::uuid[], $3::text[], $4::text[], $11::text[], $12::text[], $13::text[]) "
+            "WITH ORDINALITY AS told (n, r, d, l, t, b, i) ORDER BY i "
+            "ON CONFLICT DO NOTHING RETURNING notification_id",
+            [w[0] for w in written], tenant, [w[1].person_id for w in written],
+            [w[1].division_id for w in written], envelope.event_id, envelope.event_type,
+            envelope.correlation_id, rule.name, rule.category, rule.urgency == "urgent",
+            [w[2] for w in written], [w[3] for w in written], [w[4] for w in written], now,
+        )}
+        told = [(nid, person) for nid, person, *_ in written if nid in new]
+        sends = [
+            (delivery_id(nid, channel), nid, channel, address, release_at(rule, channel, now, calendar))
+            for nid, person in told
+            for channel in channels_for(person.roles, rule.category, chosen.get(person.person_id))
+            if (address := self._address(channel, tenant, person)) is not None
+        ]
+        if sends:
+            ids, nids, channels, addresses, due = (list(column) for column in zip(*sends, strict=True))
+            await conn.execute(
+                "INSERT INTO deliveries (delivery_id, notification_id, tenant, channel, address, due_at, "
+                "created_at) SELECT d, n, $3, c, a, due, $7 FROM unnest($1::uuid[], $2::uuid[], "
+                "$4::text[], $5::text[], $6::timestamptz[]) AS sends (d, n, c, a, due) ON CONFLICT DO NOTHING",
+                ids, nids, tenant, channels, addresses, due, now,
             )
-            if inserted is None:
-                continue  # told before: a redelivery or a second pass writes nothing
-            told += 1
-            for channel in channels_for(person.roles, rule.category, chosen.get(person.person_id)):
-                address = self._address(channel, tenant, person)
-                if address is None:
-                    continue
-                await conn.execute(
-                    "INSERT INTO deliveries (delivery_id, notification_id, tenant, channel, address, "
-                    "due_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                    delivery_id(nid, channel), nid, tenant, channel, address,
-                    release_at(rule, channel, now, calendar), now,
-                )
-            await conn.execute("SELECT pg_notify($1, $2)", NOTIFIED_CHANNEL, f"{tenant}\n{person.person_id}")
-        log.info("notified", event_type=envelope.event_type, kind=rule.name, recipients=told)
-        return told
+        if told:
+            await conn.execute(
+                "SELECT pg_notify($1, recipient) FROM unnest($2::text[]) AS recipient",
+                NOTIFIED_CHANNEL, [f"{tenant}\n{person.person_id}" for _, person in told],
+            )
+        log.info("notified", event_type=envelope.event_type, kind=rule.name, recipients=len(told))
+        return len(told)
 
     def _address(self, channel: str, tenant: str, person: Person) -> str | None:
         """Where a channel reaches a person; None when it cannot (no email, no mail server)."""
