@@ -270,6 +270,7 @@ class Notifier:
                             title, body))
         # Everyone told in three statements, however many (a roster's approval tells a whole
         # department): those told before (a redelivery, a second pass) are written nothing.
+        nids, persons, locales, titles, bodies = (list(column) for column in zip(*written, strict=True))
         new = {r["notification_id"] for r in await conn.fetch(
             "INSERT INTO notifications (notification_id, tenant, recipient_id, division_id, "
             "source_event_id, source_event_type, correlation_id, kind, category, urgent, locale, "
@@ -278,12 +279,11 @@ class Notifier:
             "$1::uuid[], $3::text[], $4::text[], $11::text[], $12::text[], $13::text[]) "
             "WITH ORDINALITY AS told (n, r, d, l, t, b, i) ORDER BY i "
             "ON CONFLICT DO NOTHING RETURNING notification_id",
-            [w[0] for w in written], tenant, [w[1].person_id for w in written],
-            [w[1].division_id for w in written], envelope.event_id, envelope.event_type,
-            envelope.correlation_id, rule.name, rule.category, rule.urgency == "urgent",
-            [w[2] for w in written], [w[3] for w in written], [w[4] for w in written], now,
+            nids, tenant, [p.person_id for p in persons], [p.division_id for p in persons],
+            envelope.event_id, envelope.event_type, envelope.correlation_id, rule.name, rule.category,
+            rule.urgency == "urgent", locales, titles, bodies, now,
         )}
-        told = [(nid, person) for nid, person, *_ in written if nid in new]
+        told = [(nid, person) for nid, person in zip(nids, persons, strict=True) if nid in new]
         sends = [
             (delivery_id(nid, channel), nid, channel, address, release_at(rule, channel, now, calendar))
             for nid, person in told
