@@ -57,19 +57,21 @@ class DeliveryLoop:
         await bot.open()
         self.channels = {"bot": bot, "email": EmailChannel(self.config)}
         url = runtime.settings.database_url
-        listener = await self._listen(url)
+        listener = None
         log.info("delivery loop started", email=(
             f"{self.config.smtp_host}:{self.config.smtp_port}" if self.config.email_enabled
             else "off (no WFH_SMTP_HOST)"))
         try:
             while True:
+                # Checked before each pass, not after a wait: one lost during a pass wakes the
+                # loop, and the pass that follows clears that wake-up.
+                if listener is None or listener.is_closed():
+                    listener = await self._listen(url)
                 self._written.clear()  # before the pass: what commits during it wakes the next
                 if await self.tick(runtime.pool, runtime.store):
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._written.wait(), self.config.poll_seconds)
-                if listener is None or listener.is_closed():
-                    listener = await self._listen(url)
         finally:
             await bot.close()
             if listener is not None:
