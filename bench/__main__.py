@@ -10,6 +10,8 @@ Prints a table and writes bench/results/latest.json. Settings (environment):
                                                 what each just sustained
   BENCH_SKIP (comma list of: day, pipeline, baseline, rebuild, report, or one pipeline:
              commands, directory_changes, direct_appends)
+  BENCH_FREEZE_MS, BENCH_FREEZE_EVERY (3)   stop PostgreSQL for this long every that many seconds
+                                            in every paced round, ours and the baseline's
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from shared.auth import DevIdentityProvider
 from shared.localtime import LOCAL_TZ
 
 RESULTS = Path(__file__).with_name("results")
-TARGETS = {"throughput_ratio": 0.6, "p99_ms_at_half_rate": 50.0, "rebuild_events_per_second": 20_000}
+TARGETS = {"throughput_ratio": 0.6, "p99_ms_at_half_rate": arrivals.TARGET_MS, "rebuild_events_per_second": 20_000}
 
 
 def env_int(name: str, default: int) -> int:
@@ -211,7 +213,9 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
 def paced_figures(h: dict) -> str:
     """A paced measurement in a line: its percentiles over all rounds, each round's p99, and
     what held the whole machine up meanwhile (storage, the host)."""
-    line = f"p50 {h['to_projection']['p50_ms']} ms, p99 {h['to_projection']['p99_ms']} ms"
+    latency = h["to_projection"]
+    line = (f"p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms, {latency['over_target']} of "
+            f"{latency['count']} over {arrivals.TARGET_MS:g} ms")
     rounds = h.get("rounds") or []
     if len(rounds) > 1:
         line += (" (rounds " + " / ".join(f"{r['to_projection']['p99_ms']}" for r in rounds)
@@ -222,6 +226,8 @@ def paced_figures(h: dict) -> str:
     if h.get("host"):
         line += (f"; the host took {h['host']['stolen_ms']:g} ms of CPU, at worst "
                  f"{h['host']['worst_100ms_stolen_ms']:g} ms of {h['host']['of_100ms']:g} in 100")
+    if h.get("freezes"):
+        line += f"; PostgreSQL stopped on purpose {h['freezes']['count']} times for {h['freezes']['each_ms']:g} ms"
     return line
 
 

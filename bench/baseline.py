@@ -31,7 +31,7 @@ import asyncpg
 
 from bench.arrivals import RAW, summary
 from bench.common import (
-    AMQP_URL, RUN_ID, MachineStalls, cpu_ms_per, cpu_seconds, database_url, open_loop, repeat_for,
+    AMQP_URL, RUN_ID, DatabaseFreezes, MachineStalls, cpu_ms_per, cpu_seconds, database_url, open_loop, repeat_for,
 )
 from shared.migrations import drop_database, ensure_database
 
@@ -227,13 +227,13 @@ class Baseline:
             scheduled[correlation] = at
             await self.append(correlation, at)
 
-        with MachineStalls() as stalls:
+        with MachineStalls() as stalls, DatabaseFreezes() as freezes:
             await open_loop(rate, count, f"baseline: paced at {rate:.0f}/s", one)
         await self.drained(count)
         arrived = await self.arrivals()
         raw = {"to_projection": [arrived[c] - at for c, at in scheduled.items() if c in arrived]}
         return {"rate": round(rate, 1), "events": count, "to_projection": summary(raw["to_projection"], of=count),
-                **stalls.figures(), RAW: raw}
+                **stalls.figures(), **freezes.figures(), RAW: raw}
 
     async def _reset(self) -> None:
         for url in self.consumer_urls:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -173,6 +174,83 @@ class MachineStalls:
                 "windows_quarter_stolen": sum(1 for w in self.stolen if w >= cores_ms / 4),
             } if self.stolen else None,
         }
+
+
+def postgresql_processes() -> list[int]:
+    """Every PostgreSQL server process on this machine: the postmaster and its children."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as comm:
+                    if comm.read().strip() == "postgres":
+                        pids.append(int(entry))
+            except OSError:  # gone meanwhile
+                continue
+    return pids
+
+
+class DatabaseFreezes:
+    """While in a `with` block, stops the database server for `ms` every `every` seconds
+    (SIGSTOP to each of its processes, then SIGCONT): the storage freezes this machine has on
+    its own (the disk completing nothing for 100 ms or more), made on purpose and alike for
+    ours and the baseline, so that how each recovers from one can be measured. Off unless
+    `BENCH_FREEZE_MS` is set; it needs the right to signal PostgreSQL's processes."""
+
+    def __init__(self, ms: float | None = None, every: float | None = None, processes=postgresql_processes) -> None:
+        self.ms = float(os.environ.get("BENCH_FREEZE_MS") or 0) if ms is None else ms
+        self.every = float(os.environ.get("BENCH_FREEZE_EVERY") or 3) if every is None else every
+        self.processes = processes
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _freeze_once(self) -> None:
+        stopped = []
+        try:
+            for pid in self.processes():
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
+                except ProcessLookupError:
+                    continue
+            time.sleep(self.ms / 1000)
+        finally:  # whatever happens, the server goes on
+            for pid in stopped:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    continue
+        self.count += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._freeze_once()
+
+    def __enter__(self) -> DatabaseFreezes:
+        if not self.ms:
+            return self
+        pids = self.processes()
+        if not pids:
+            raise RuntimeError("BENCH_FREEZE_MS: no PostgreSQL process on this machine to stop")
+        try:
+            for pid in pids:
+                os.kill(pid, 0)
+        except PermissionError:
+            raise RuntimeError("BENCH_FREEZE_MS: no right to signal PostgreSQL's processes "
+                               "(run the benchmark as root or as their user)") from None
+        self._thread = threading.Thread(target=self._run, name="database-freezes", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def figures(self) -> dict:
+        """How often the server was stopped and for how long; nothing when freezes are off."""
+        return {"freezes": {"count": self.count, "each_ms": self.ms}} if self.ms else {}
 
 
 def cpu_ms_per(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:

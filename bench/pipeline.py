@@ -24,7 +24,7 @@ import uuid
 import asyncpg
 
 from bench.arrivals import RAW, appended_at, inbox_arrivals, latencies, summary, wait_for_quiet
-from bench.common import MachineStalls, cpu_ms_per, cpu_seconds, open_loop, repeat_for
+from bench.common import DatabaseFreezes, MachineStalls, cpu_ms_per, cpu_seconds, open_loop, repeat_for
 from bench.day import chief_of, staff_of
 from bench.driver import Driver
 
@@ -168,7 +168,7 @@ async def paced(driver: Driver, work: Workload, rate: float, seconds: float, dat
     batching_before = await batching(driver, work.service)
     consuming_before = await consuming(driver, work.consumer[0])
     cpu_before = cpu_seconds(pids or {})
-    with MachineStalls() as stalls:
+    with MachineStalls() as stalls, DatabaseFreezes() as freezes:
         await open_loop(rate, count, f"ours: {work.command}, paced at {rate:.0f}/s", one)
     await wait_for_quiet(databases, still=1.0)
     cpu = cpu_ms_per(cpu_before, cpu_seconds(pids or {}), count)
@@ -190,7 +190,7 @@ async def paced(driver: Driver, work: Workload, rate: float, seconds: float, dat
         "to_projection": summary(raw["to_projection"], of=len(sent)),
         "to_append": summary(raw["to_append"]),
         "append_to_projection": summary(raw["append_to_projection"]),
-        "cpu_ms_per_command": cpu, **stalls.figures(), RAW: raw,
+        "cpu_ms_per_command": cpu, **stalls.figures(), **freezes.figures(), RAW: raw,
         # Commands per transaction, and events per consumer batch: smaller than saturated.
         "mean_batch": mean_batch(batching_before, batching_after),
         "consumer_mean_batch": mean_batch(consuming_before, consuming_after),
@@ -277,7 +277,7 @@ async def direct_paced(work: DirectAppends, roster_url: str, rate: float, second
         await work.append_one(pool, correlation)
 
     try:
-        with MachineStalls() as stalls:
+        with MachineStalls() as stalls, DatabaseFreezes() as freezes:
             await open_loop(rate, count, f"ours: direct appends, paced at {rate:.0f}/s", one)
     finally:
         await pool.close()
@@ -294,4 +294,4 @@ async def direct_paced(work: DirectAppends, roster_url: str, rate: float, second
             "to_projection": summary(raw["to_projection"], of=count),
             "to_append": summary(raw["to_append"]),
             "append_to_projection": summary(raw["append_to_projection"]),
-            **stalls.figures(), RAW: raw}
+            **stalls.figures(), **freezes.figures(), RAW: raw}
