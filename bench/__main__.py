@@ -211,8 +211,9 @@ async def run_pipelines(driver: Driver, specs: list[dict], sim_day: date, servic
 
 
 def paced_figures(h: dict) -> str:
-    """A paced measurement in a line: its percentiles over all rounds, each round's p99, and
-    what held the whole machine up meanwhile (storage, the host)."""
+    """A paced measurement in a line: its percentiles over all rounds, how many arrived later
+    than the target, each round's p99, what held the whole machine up meanwhile (storage, the
+    host) and the freezes made on purpose, if any."""
     latency = h["to_projection"]
     line = (f"p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms, {latency['over_target']} of "
             f"{latency['count']} over {arrivals.TARGET_MS:g} ms")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -217,10 +218,8 @@ class DatabaseFreezes:
             time.sleep(self.ms / 1000)
         finally:  # whatever happens, the server goes on
             for pid in stopped:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    continue
         self.count += 1
 
     def _run(self) -> None:
@@ -235,7 +234,8 @@ class DatabaseFreezes:
             raise RuntimeError("BENCH_FREEZE_MS: no PostgreSQL process on this machine to stop")
         try:
             for pid in pids:
-                os.kill(pid, 0)
+                with contextlib.suppress(ProcessLookupError):  # one that ended meanwhile
+                    os.kill(pid, 0)
         except PermissionError:
             raise RuntimeError("BENCH_FREEZE_MS: no right to signal PostgreSQL's processes "
                                "(run the benchmark as root or as their user)") from None
