@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 AMQP_URL = os.environ.get("WFH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 RUN_ID = os.environ.get("BENCH_RUN_ID") or uuid.uuid4().hex[:6]
+FREEZE_MS = float(os.environ.get("BENCH_FREEZE_MS") or 0)  # see DatabaseFreezes; 0: off
+FREEZE_EVERY = float(os.environ.get("BENCH_FREEZE_EVERY") or 3)
 
 
 def database_url(name: str) -> str:
@@ -198,9 +200,8 @@ class DatabaseFreezes:
     ours and the baseline, so that how each recovers from one can be measured. Off unless
     `BENCH_FREEZE_MS` is set; it needs the right to signal PostgreSQL's processes."""
 
-    def __init__(self, ms: float | None = None, every: float | None = None, processes=postgresql_processes) -> None:
-        self.ms = float(os.environ.get("BENCH_FREEZE_MS") or 0) if ms is None else ms
-        self.every = float(os.environ.get("BENCH_FREEZE_EVERY") or 3) if every is None else every
+    def __init__(self, ms: float = FREEZE_MS, every: float = FREEZE_EVERY, processes=postgresql_processes) -> None:
+        self.ms, self.every = ms, every
         self.processes = processes
         self.count = 0
         self._stop = threading.Event()
